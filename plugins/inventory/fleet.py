@@ -1,0 +1,195 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleetscale.split contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: fleet
+version_added: "1.0.0"
+author: fleetscale.split contributors
+short_description: Build a 3-way split inventory from a short fleet spec
+description:
+  - Reads a fleet spec (a YAML file whose name ends in C(fleet.yml) or C(fleet.yaml)), sizes every tier with
+    the collection's capacity model (the one behind P(fleetscale.split.split_plan#filter)) and adds the
+    planned hosts with their groups and variables.
+  - "Groups: C(proxy), C(web) (children C(web_agent) and C(web_user)), C(app), C(database) (children
+    C(db_shard_N))."
+  - "Host variables: C(fleet_role), C(fleet_index), C(fleet_address), and where they apply
+    C(fleet_capacity_rps), C(fleet_planned_rps), C(fleet_utilisation), C(fleet_app_role) (active or standby),
+    C(fleet_shard), C(fleet_tenants) and C(fleet_shard_agents). The whole plan is the variable named by
+    O(plan_var) on C(all)."
+  - Names and addresses are stable, derived from each node's index in its tier, so growing a spec only adds
+    hosts.
+  - A bad topology is refused before anything runs, with the file, the field and the value.
+extends_documentation_fragment:
+  - ansible.builtin.constructed
+options:
+  plugin:
+    description: The name of this plugin; it must be C(fleetscale.split.fleet).
+    required: true
+    type: str
+    choices: ["fleetscale.split.fleet"]
+  agents:
+    description: Number of agents. Give this or O(tenants).
+    type: int
+  tenant_count:
+    description: With O(agents) only, the number of equal tenants C(tenant-001), ... to plan.
+    type: int
+  tenants:
+    description:
+      - The tenants, each with C(name), C(agents), optional C(weight), C(dedicated) and C(shard) (a pin to a
+        shard number, to keep an existing placement).
+    type: list
+    elements: dict
+  model:
+    description:
+      - Capacity model parameters (see P(fleetscale.split.split_plan#filter) for every key and its default).
+    type: dict
+    default: {}
+  measurements_file:
+    description:
+      - A YAML file with measured model parameters under a C(model) key (for example
+        C(web_agent_capacity_rps) written by C(playbooks/capacity.yml)). They override O(model).
+      - Relative to the spec's directory. A missing file is not an error; the spec's values are used.
+    type: path
+  naming:
+    description: Host name pattern per tier, containing C({index}), for example C(web-{index:02d}).
+    type: dict
+    default: {}
+  network:
+    description:
+      - C(subnet) (CIDR) and C(first_address), a mapping of tier to the first address of that tier. The node
+        with index N gets the tier's first address plus N - 1.
+    type: dict
+  hosts:
+    description:
+      - Explicit hosts for a tier, a list of C(name) and C(address) (and C(shard) for database hosts). The list
+        is the tier and must hold at least the planned number of nodes.
+    type: dict
+    default: {}
+  plan_var:
+    description: Name of the variable on C(all) that holds the whole plan.
+    type: str
+    default: fleet_plan
+"""
+
+EXAMPLES = r"""
+# lab.fleet.yml: the 20,000-agent lab
+plugin: fleetscale.split.fleet
+agents: 20000
+tenant_count: 4
+network:
+  subnet: 172.28.0.0/16
+  first_address:
+    proxy: 172.28.1.10
+    web_agent: 172.28.2.10
+    web_user: 172.28.3.10
+    app: 172.28.4.10
+    database: 172.28.5.10
+
+# A multi-tenant fleet with existing hosts, tuned model and extra groups
+plugin: fleetscale.split.fleet
+tenants:
+  - {name: acme, agents: 42000, shard: 1}
+  - {name: globex, agents: 38000}
+model:
+  checkin_ratio: 0.33
+  web_agent_capacity_rps: 950
+hosts:
+  proxy:
+    - {name: lb1, address: 10.20.0.11}
+    - {name: lb2, address: 10.20.0.12}
+keyed_groups:
+  - key: fleet_role
+    prefix: role
+"""
+
+import os
+
+from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
+
+from ansible_collections.fleetscale.split.plugins.module_utils import fleet
+from ansible_collections.fleetscale.split.plugins.module_utils.errors import PlanError
+
+SPEC_OPTIONS = ("agents", "tenant_count", "tenants", "model")
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable):
+    """Fleet spec to inventory."""
+
+    NAME = "fleetscale.split.fleet"
+
+    def verify_file(self, path):
+        return super().verify_file(path) and path.endswith(("fleet.yml", "fleet.yaml"))
+
+    def parse(self, inventory, loader, path, cache=True):
+        super().parse(inventory, loader, path, cache)
+        try:
+            config = self._read_config_data(path)
+        except AnsibleParserError:
+            raise
+        except AnsibleError as ex:
+            raise AnsibleParserError("%s: %s" % (path, ex)) from ex
+        allowed = set(self._options) | {"plugin"}
+        for key in config:
+            if key not in allowed:
+                raise AnsibleParserError("%s: field '%s': unknown key; allowed: %s (got %r)"
+                                         % (path, key, ", ".join(sorted(allowed)), config[key]))
+        spec = {key: self.get_option(key) for key in SPEC_OPTIONS if self.get_option(key) not in (None, {})}
+        try:
+            spec["model"] = self._merge_measurements(path, spec.get("model") or {})
+            built = fleet.build_fleet(spec, naming=self.get_option("naming"), network=self.get_option("network"),
+                                      hosts=self.get_option("hosts"))
+        except PlanError as ex:
+            raise AnsibleParserError(ex.describe(source=path)) from ex
+        self._populate(built, path)
+
+    def _merge_measurements(self, path, model):
+        """Overlay measured model parameters (e.g. from capacity.yml) on the spec's model."""
+        name = self.get_option("measurements_file")
+        if not name:
+            return model
+        full = name if os.path.isabs(name) else os.path.join(os.path.dirname(path), name)
+        if not os.path.exists(full):
+            return model
+        try:
+            data = self.loader.load_from_file(full, cache="none")
+        except AnsibleError as ex:
+            raise AnsibleParserError("%s: field 'measurements_file': cannot read %s: %s" % (path, full, ex)) from ex
+        if not isinstance(data, dict) or not isinstance(data.get("model", {}), dict):
+            raise AnsibleParserError("%s: field 'model': must be a mapping (got %r)" % (full, data))
+        if not isinstance(model, dict):
+            raise AnsibleParserError("%s: field 'model': must be a mapping (got %r)" % (path, model))
+        merged = dict(model)
+        merged.update(data.get("model") or {})
+        return merged
+
+    def _populate(self, built, path):
+        inventory = self.inventory
+        for child, parent in sorted(built["parents"].items()):
+            inventory.add_group(parent)
+            inventory.add_group(child)
+            inventory.add_child(parent, child)
+        for group in ("proxy", "web", "web_agent", "web_user", "app", "database"):
+            inventory.add_group(group)
+        plan_var = self.get_option("plan_var")
+        inventory.set_variable("all", plan_var, built["plan"])
+        strict = self.get_option("strict")
+        for record in built["hosts"]:
+            name = record["name"]
+            for group in record["groups"]:
+                inventory.add_host(name, group=group)
+            for key, value in record["vars"].items():
+                inventory.set_variable(name, key, value)
+            composite = dict(record["vars"])
+            composite[plan_var] = built["plan"]
+            try:
+                self._set_composite_vars(self.get_option("compose"), composite, name, strict=strict)
+                self._add_host_to_composed_groups(self.get_option("groups"), composite, name, strict=strict)
+                self._add_host_to_keyed_groups(self.get_option("keyed_groups"), composite, name, strict=strict)
+            except AnsibleError as ex:
+                raise AnsibleParserError("%s: host %s: %s" % (path, name, ex)) from ex
+        for warning in built["plan"]["warnings"]:
+            self.display.warning("%s: %s" % (path, warning))

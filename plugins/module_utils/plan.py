@@ -1,0 +1,162 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleetscale.split contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The split plan: every tier of a 3-way split sized from one spec.
+
+Tiers:
+- proxy: reverse proxies, an active/backup pair at the least, more only past one
+  proxy's capacity;
+- web_agent: agent check-ins, N+1 at the target utilisation;
+- web_user: dedicated user and integration nodes, falling back onto the agent nodes
+  when they fail (so the spare of this tier is the agent tier, unless that would
+  overload it);
+- app: the singleton application service, one active plus standbys, never two actives;
+- database: one instance per agents_per_db agents, tenants placed on shards.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.fleetscale.split.plugins.module_utils import placement, rate, spec, tiers
+
+TIER_NAMES = ("proxy", "web_agent", "web_user", "app", "database")
+
+
+def _agent_headroom(tier, extra_load_rps, model):
+    """Agents that can join before the tier needs another node."""
+    active_limit = tier["active_needed"] * tier["capacity_rps"] * model["target_utilisation"]
+    ceiling = rate.agents_at(active_limit - extra_load_rps, model["checkin_ratio"], model["poll_interval"])
+    return ceiling
+
+
+def _web_agent_tier(agents, agent_rps, model):
+    tier = tiers.size_tier(agent_rps, model["web_agent_capacity_rps"], model["target_utilisation"],
+                           model["redundancy"])
+    tier["headroom_agents"] = max(0, _agent_headroom(tier, 0.0, model) - agents)
+    return tier
+
+
+def _web_user_tier(user_rps, agent_rps, agent_tier, model):
+    """User nodes: no spare of their own while the agent nodes can absorb one node's share."""
+    capacity = model["web_user_capacity_rps"]
+    active = tiers.active_nodes(user_rps, capacity, model["target_utilisation"], model["web_user_nodes"])
+    agent_capacity = agent_tier["capacity_rps"] * agent_tier["nodes"]
+    nodes = active
+    while True:
+        left = capacity * (nodes - 1)
+        spill = max(0.0, user_rps - left)
+        own = tiers.utilisation(user_rps, capacity, nodes - 1) if nodes > 1 else None
+        onto_agents = round((agent_rps + spill) / agent_capacity, 6)
+        after_loss = max(x for x in (own, onto_agents if spill > 0 else None, 0.0) if x is not None)
+        if after_loss <= 1.0 or nodes >= active + 1:
+            break
+        nodes += 1
+    warnings = []
+    if after_loss > 1.0:
+        warnings.append("losing a user node overloads the nodes left (%.0f %%)" % (after_loss * 100))
+    return {
+        "nodes": nodes,
+        "active_needed": active,
+        "spare": nodes - active,
+        "capacity_rps": capacity,
+        "planned_rps": round(user_rps, 6),
+        "per_node_rps": round(user_rps / nodes, 6),
+        "utilisation": tiers.utilisation(user_rps, capacity, nodes),
+        "utilisation_after_loss": after_loss,
+        "fallback": "web_agent",
+        "headroom_rps": round(max(0.0, active * capacity * model["target_utilisation"] - user_rps), 6),
+        # User load does not grow with agents.
+        "headroom_agents": None,
+        "warnings": warnings,
+    }
+
+
+def _proxy_tier(agents, agent_rps, user_rps, model):
+    total = agent_rps + user_rps
+    capacity = model["proxy_capacity_rps"]
+    minimum_active = max(1, model["min_proxies"] - 1) if model["redundancy"] else model["min_proxies"]
+    tier = tiers.size_tier(total, capacity, model["target_utilisation"], model["redundancy"], minimum_active)
+    tier["headroom_agents"] = max(0, _agent_headroom(tier, user_rps, model) - agents)
+    return tier
+
+
+def _app_tier(model):
+    nodes = model["app_active"] + model["app_standbys"]
+    warnings = []
+    if model["app_standbys"] == 0:
+        warnings.append("no standby for the singleton application service: losing its node stops it")
+    return {
+        "nodes": nodes,
+        "active": model["app_active"],
+        "standbys": model["app_standbys"],
+        "active_needed": model["app_active"],
+        "spare": model["app_standbys"],
+        "capacity_rps": None,
+        "planned_rps": None,
+        "per_node_rps": None,
+        "utilisation": None,
+        "utilisation_after_loss": None,
+        "headroom_rps": None,
+        "headroom_agents": None,
+        "warnings": warnings,
+    }
+
+
+def _database_tier(agents, placed, model):
+    shards = placed["shards"]
+    per_db = model["agents_per_db"]
+    shared = [s for s in shards if not s["dedicated"]]
+    free = sum(max(0.0, per_db - s["load"]) for s in shared)
+    largest_free = max((per_db - s["load"] for s in shared), default=0)
+    return {
+        "nodes": len(shards),
+        "shards": len(shards),
+        "active_needed": len(shards),
+        "spare": 0,
+        "capacity_agents": per_db,
+        "capacity_rps": None,
+        "planned_rps": None,
+        "per_node_rps": None,
+        "utilisation": round(max((s["utilisation"] for s in shards), default=0.0), 6),
+        # A shard is not a spare of another: losing one is an outage of its tenants.
+        "utilisation_after_loss": None,
+        "headroom_rps": None,
+        "headroom_agents": int(free),
+        "largest_free_agents": int(max(0, largest_free)),
+        "warnings": list(placed["warnings"]),
+    }
+
+
+def build_plan(raw_spec, existing_placement=None, rebalance=False):
+    """Validate a spec and size every tier; returns the plan mapping.
+
+    Raises PlanError naming the field and value for anything the model refuses.
+    """
+    checked = spec.check_spec(raw_spec)
+    model = checked["model"]
+    agents = checked["agents"]
+    checkins = rate.checkin_rate(agents, model["checkin_ratio"], model["poll_interval"])
+    agent_rps = checkins["per_second"]
+    user_rps = model["concurrent_users"] * model["user_request_rate"] + model["integration_rps"]
+
+    web_agent = _web_agent_tier(agents, agent_rps, model)
+    web_user = _web_user_tier(user_rps, agent_rps, web_agent, model)
+    proxy = _proxy_tier(agents, agent_rps, user_rps, model)
+    app = _app_tier(model)
+    placed = placement.place_tenants(checked["tenants"], model["agents_per_db"], existing_placement, rebalance)
+    database = _database_tier(agents, placed, model)
+
+    tenants = [dict(t, shard=placed["placement"][t["name"]]) for t in checked["tenants"]]
+    tier_map = {"proxy": proxy, "web_agent": web_agent, "web_user": web_user, "app": app, "database": database}
+    warnings = ["%s: %s" % (name, w) for name in TIER_NAMES for w in tier_map[name]["warnings"]]
+    return {
+        "agents": agents,
+        "rate": checkins,
+        "user_rps": round(user_rps, 6),
+        "model": model,
+        "tiers": tier_map,
+        "tenants": tenants,
+        "synthetic_tenants": checked["synthetic_tenants"],
+        "shards": placed["shards"],
+        "moves": placed["moves"],
+        "warnings": warnings,
+    }
