@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleetscale.split contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -7,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: fleet
 version_added: "1.0.0"
-author: fleetscale.split contributors
+author: fleetscale.split developers (@fleetscale)
 short_description: Build a 3-way split inventory from a short fleet spec
 description:
   - Reads a fleet spec (a YAML file whose name ends in C(fleet.yml) or C(fleet.yaml)), sizes every tier with
@@ -52,7 +51,7 @@ options:
       - A YAML file with measured model parameters under a C(model) key (for example
         C(web_agent_capacity_rps) written by C(playbooks/capacity.yml)). They override O(model).
       - Relative to the spec's directory. A missing file is not an error; the spec's values are used.
-    type: path
+    type: str
   naming:
     description: Host name pattern per tier, containing C({index}), for example C(web-{index:02d}).
     type: dict

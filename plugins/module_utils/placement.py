@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleetscale.split contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Tenant placement on database shards.
@@ -25,7 +24,7 @@ def tenant_load(tenant):
 
 
 class _Shard:
-    __slots__ = ("index", "load", "agents", "tenants", "dedicated")
+    __slots__ = ("agents", "dedicated", "index", "load", "tenants")
 
     def __init__(self, index):
         self.index = index

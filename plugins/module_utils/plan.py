@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleetscale.split contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The split plan: every tier of a 3-way split sized from one spec.
@@ -7,9 +6,8 @@ Tiers:
 - proxy: reverse proxies, an active/backup pair at the least, more only past one
   proxy's capacity;
 - web_agent: agent check-ins, N+1 at the target utilisation;
-- web_user: dedicated user and integration nodes, falling back onto the agent nodes
-  when they fail (so the spare of this tier is the agent tier, unless that would
-  overload it);
+- web_user: dedicated user and integration nodes; a single one falls back onto the
+  agent nodes (which are sized to carry it), more than one are N+1 among themselves;
 - app: the singleton application service, one active plus standbys, never two actives;
 - database: one instance per agents_per_db agents, tenants placed on shards.
 """
@@ -28,46 +26,50 @@ def _agent_headroom(tier, extra_load_rps, model):
     return ceiling
 
 
-def _web_agent_tier(agents, agent_rps, model):
+def _web_agent_tier(agents, agent_rps, fallback_rps, model):
+    """Agent nodes: N+1 at the target, and enough to carry the user load if it falls back."""
     tier = tiers.size_tier(agent_rps, model["web_agent_capacity_rps"], model["target_utilisation"],
                            model["redundancy"])
+    carry = tiers.active_nodes(agent_rps + fallback_rps, model["web_agent_capacity_rps"], 1.0)
+    if carry > tier["nodes"]:
+        tier = tiers.size_tier(agent_rps, model["web_agent_capacity_rps"], model["target_utilisation"],
+                               model["redundancy"], minimum=carry - (1 if model["redundancy"] else 0))
+        tier["warnings"].append("sized to carry the user traffic that falls back onto it")
     tier["headroom_agents"] = max(0, _agent_headroom(tier, 0.0, model) - agents)
     return tier
 
 
-def _web_user_tier(user_rps, agent_rps, agent_tier, model):
-    """User nodes: no spare of their own while the agent nodes can absorb one node's share."""
+def _web_user_tier(user_rps, model):
+    """User nodes: one needs no spare of its own (the agent nodes are its backup); more are N+1."""
     capacity = model["web_user_capacity_rps"]
-    active = tiers.active_nodes(user_rps, capacity, model["target_utilisation"], model["web_user_nodes"])
-    agent_capacity = agent_tier["capacity_rps"] * agent_tier["nodes"]
-    nodes = active
-    while True:
-        left = capacity * (nodes - 1)
-        spill = max(0.0, user_rps - left)
-        own = tiers.utilisation(user_rps, capacity, nodes - 1) if nodes > 1 else None
-        onto_agents = round((agent_rps + spill) / agent_capacity, 6)
-        after_loss = max(x for x in (own, onto_agents if spill > 0 else None, 0.0) if x is not None)
-        if after_loss <= 1.0 or nodes >= active + 1:
-            break
-        nodes += 1
-    warnings = []
-    if after_loss > 1.0:
-        warnings.append("losing a user node overloads the nodes left (%.0f %%)" % (after_loss * 100))
+    needed = tiers.active_nodes(user_rps, capacity, model["target_utilisation"])
+    if needed == 1 or not model["redundancy"]:
+        nodes = max(model["web_user_nodes"], needed)
+    else:
+        nodes = max(model["web_user_nodes"], needed + 1)
     return {
         "nodes": nodes,
-        "active_needed": active,
-        "spare": nodes - active,
+        "active_needed": needed,
+        "spare": nodes - needed,
         "capacity_rps": capacity,
         "planned_rps": round(user_rps, 6),
         "per_node_rps": round(user_rps / nodes, 6),
         "utilisation": tiers.utilisation(user_rps, capacity, nodes),
-        "utilisation_after_loss": after_loss,
-        "fallback": "web_agent",
-        "headroom_rps": round(max(0.0, active * capacity * model["target_utilisation"] - user_rps), 6),
+        "utilisation_after_loss": tiers.utilisation(user_rps, capacity, nodes - 1),
+        "fallback": "web_agent" if nodes == 1 else None,
+        "headroom_rps": round(max(0.0, needed * capacity * model["target_utilisation"] - user_rps), 6),
         # User load does not grow with agents.
         "headroom_agents": None,
-        "warnings": warnings,
+        "warnings": [],
     }
+
+
+def _with_fallback(web_user, web_agent, agent_rps, user_rps):
+    """A lone user node's loss sends its load to the agent nodes: that is its after-loss figure."""
+    if web_user["fallback"]:
+        web_user["utilisation_after_loss"] = round(
+            (agent_rps + user_rps) / (web_agent["capacity_rps"] * web_agent["nodes"]), 6)
+    return web_user
 
 
 def _proxy_tier(agents, agent_rps, user_rps, model):
@@ -138,8 +140,10 @@ def build_plan(raw_spec, existing_placement=None, rebalance=False):
     agent_rps = checkins["per_second"]
     user_rps = model["concurrent_users"] * model["user_request_rate"] + model["integration_rps"]
 
-    web_agent = _web_agent_tier(agents, agent_rps, model)
-    web_user = _web_user_tier(user_rps, agent_rps, web_agent, model)
+    web_user = _web_user_tier(user_rps, model)
+    fallback_rps = user_rps if web_user["fallback"] else 0.0
+    web_agent = _web_agent_tier(agents, agent_rps, fallback_rps, model)
+    web_user = _with_fallback(web_user, web_agent, agent_rps, user_rps)
     proxy = _proxy_tier(agents, agent_rps, user_rps, model)
     app = _app_tier(model)
     placed = placement.place_tenants(checked["tenants"], model["agents_per_db"], existing_placement, rebalance)

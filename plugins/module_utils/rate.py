@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleetscale.split contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Agent check-in rate: the load every tier is sized from.

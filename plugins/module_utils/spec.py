@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleetscale.split contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Validation and defaults of a fleet spec: the input every planner function takes.
@@ -143,6 +142,9 @@ def check_model(model):
             resolved[name] = value
         else:
             resolved[name] = check_number(value, field, spec.kind, spec.low, spec.high, spec.low_open)
+    if resolved["poll_interval"] is not None:
+        # One basis for the rate: a poll interval replaces the ratio.
+        resolved["checkin_ratio"] = None
     return resolved
 
 

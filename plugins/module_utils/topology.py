@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleetscale.split contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Hosts of a plan: names and addresses for every planned node.
@@ -25,7 +24,8 @@ DEFAULT_NAMING = {
     "app": "app-{index:02d}",
     "database": "db-{index:02d}",
 }
-HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_RE = re.compile(r"^%s(\.%s)*$" % (_LABEL, _LABEL))
 HOST_KEYS = ("name", "address", "shard")
 NETWORK_KEYS = ("subnet", "first_address")
 
@@ -93,10 +93,9 @@ def _check_explicit(hosts):
         if not isinstance(entries, list) or not entries:
             raise PlanError(field, entries, "must be a non-empty list of {name, address}")
         checked = []
-        for position, entry in enumerate(entries):
+        for position, listed in enumerate(entries):
             where = "%s[%d]" % (field, position)
-            if isinstance(entry, str):
-                entry = {"name": entry}
+            entry = {"name": listed} if isinstance(listed, str) else listed
             if not isinstance(entry, dict):
                 raise PlanError(where, entry, "must be a host name or a mapping with name and address")
             for key in entry:
@@ -165,7 +164,7 @@ def build_topology(plan, naming=None, network=None, hosts=None):
                 need = "N+1 " if redundancy and tier != "app" else ""
                 raise PlanError("hosts.%s" % tier, len(listed),
                                 "the plan needs %s%d %s hosts for %d agents; %d listed"
-                                % (need, planned[tier], tier, plan["agents"], planned[tier], len(listed)))
+                                % (need, planned[tier], tier, plan["agents"], len(listed)))
             topology[tier] = [dict(entry, index=position + 1) for position, entry in enumerate(listed)]
         elif tier == "database":
             start = starts.get(tier)

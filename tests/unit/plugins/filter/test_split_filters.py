@@ -1,0 +1,59 @@
+"""The filters: thin wrappers that turn model errors into AnsibleFilterError, and work in templates."""
+
+import json
+import pathlib
+import subprocess
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.fleetscale.split.plugins.filter import split
+
+ROOT = pathlib.Path(__file__).resolve().parents[4]
+
+
+def test_filter_module_maps_every_name():
+    assert set(split.FilterModule().filters()) == {"checkin_rate", "split_plan", "shard_tenants"}
+
+
+def test_checkin_rate_filter():
+    assert split.checkin_rate(100, poll_interval=10)["per_day"] == 864_000
+
+
+def test_split_plan_filter_refuses_with_the_field():
+    with pytest.raises(AnsibleFilterError, match=r"fleetscale.split.split_plan: field 'model.checkin_ratio'"):
+        split.split_plan({"agents": 10, "model": {"checkin_ratio": 2}})
+
+
+def test_shard_tenants_filter_refuses_a_non_boolean_rebalance():
+    with pytest.raises(AnsibleFilterError, match=r"field 'rebalance'"):
+        split.shard_tenants([{"name": "a", "agents": 1}], rebalance="yes")
+
+
+def test_filters_work_in_a_real_play(tmp_path):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.debug:\n"
+        "        msg: \"{{ {'rate': (100 | fleetscale.split.checkin_rate(poll_interval=10)).per_day,"
+        " 'web': ({'agents': 20000} | fleetscale.split.split_plan).tiers.web_agent.nodes,"
+        " 'shard': ([{'name': 'a', 'agents': 60000, 'dedicated': true}]"
+        " | fleetscale.split.shard_tenants).placement.a} | to_json }}\"\n")
+    done = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)],
+                          capture_output=True, text=True, cwd=ROOT, check=False,
+                          env={"PATH": str(ROOT / ".venv" / "bin") + ":/usr/bin:/bin",
+                               "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                               "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    message = result["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]
+    assert json.loads(message) == {"rate": 864000.0, "web": 2, "shard": 1}
+
+
+@pytest.mark.parametrize("name", ["checkin_rate", "split_plan", "shard_tenants"])
+def test_ansible_doc_shows_each_filter(name):
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-doc"), "-t", "filter", "fleetscale.split." + name],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "EXAMPLES" in done.stdout
+    assert "RETURN VALUES" in done.stdout

@@ -1,0 +1,170 @@
+"""The fleet inventory plugin through the real ansible-inventory command."""
+
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[4]
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+
+
+def inventory(source, *args):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"))
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-inventory"), "-i", str(source), *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+
+
+def plain(value):
+    """ansible-inventory marks strings from inventory plugins as untrusted for templating."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def listed(source):
+    done = inventory(source, "--list")
+    assert done.returncode == 0, done.stderr
+    return plain(json.loads(done.stdout))
+
+
+def test_lab_spec_builds_the_published_split():
+    data = listed(ROOT / "inventories" / "lab" / "lab.fleet.yml")
+    assert data["proxy"]["hosts"] == ["proxy-01", "proxy-02"]
+    assert data["web_agent"]["hosts"] == ["web-agent-01", "web-agent-02"]
+    assert data["web_user"]["hosts"] == ["web-user-01"]
+    assert data["app"]["hosts"] == ["app-01", "app-02"]
+    assert data["db_shard_1"]["hosts"] == ["db-01"]
+    assert sorted(data["web"]["children"]) == ["web_agent", "web_user"]
+    assert data["database"]["children"] == ["db_shard_1"]
+    hostvars = data["_meta"]["hostvars"]
+    assert hostvars["web-agent-02"]["fleet_address"] == "172.28.2.11"
+    assert hostvars["web-agent-02"]["ansible_connection"] == "community.docker.docker"
+    assert hostvars["app-01"]["fleet_app_role"] == "active"
+    assert hostvars["db-01"]["fleet_tenants"] == ["tenant-001", "tenant-002", "tenant-003", "tenant-004"]
+    plan = hostvars["db-01"]["fleet_plan"]
+    assert plan["rate"]["per_minute"] == 6000
+    assert plan["shards"][0]["address"] == "172.28.5.10"
+
+
+def test_example_spec_with_existing_hosts():
+    data = listed(ROOT / "inventories" / "example" / "production.fleet.yml")
+    assert len(data["web_agent"]["hosts"]) == 5
+    assert data["db_shard_1"]["hosts"] == ["mysql-megacorp"]
+    hostvars = data["_meta"]["hostvars"]
+    assert hostvars["mysql-megacorp"]["fleet_tenants"] == ["megacorp"]
+    assert hostvars["mysql-shared-a"]["fleet_tenants"][0] == "acme"
+    assert set(data["role_database"]["hosts"]) == {"mysql-megacorp", "mysql-shared-a", "mysql-shared-b"}
+
+
+def test_constructable_compose_groups_and_keyed_groups():
+    data = listed(FIXTURES / "compose.fleet.yml")
+    hostvars = data["_meta"]["hostvars"]
+    assert data["web_agent"]["hosts"] == ["aw1", "aw2", "aw3"]
+    assert hostvars["aw2"]["ansible_host"] == "10.9.2.2"
+    assert hostvars["db-02"]["tenants_count"] == 2
+    assert data["hot"]["hosts"] == ["db-02"]
+    assert data["role_web_agent"]["hosts"] == ["aw1", "aw2", "aw3"]
+
+
+def test_host_query():
+    done = inventory(ROOT / "inventories" / "lab" / "lab.fleet.yml", "--host", "db-01")
+    assert done.returncode == 0, done.stderr
+    assert plain(json.loads(done.stdout))["fleet_shard"] == 1
+
+
+def test_graph_query():
+    done = inventory(ROOT / "inventories" / "lab" / "lab.fleet.yml", "--graph", "database")
+    assert done.returncode == 0, done.stderr
+    assert "@db_shard_1" in done.stdout
+    assert "db-01" in done.stdout
+
+
+def test_measured_capacity_overrides_the_default():
+    hostvars = listed(FIXTURES / "measured.fleet.yml")["_meta"]["hostvars"]
+    assert hostvars["web-agent-01"]["fleet_capacity_rps"] == 1000
+    assert hostvars["web-agent-01"]["fleet_plan"]["tiers"]["web_agent"]["nodes"] == 3
+
+
+def test_growth_keeps_every_name_and_address(tmp_path):
+    network = ("network:\n  subnet: 172.28.0.0/16\n  first_address:\n    proxy: 172.28.1.10\n"
+               "    web_agent: 172.28.2.10\n    web_user: 172.28.3.10\n    app: 172.28.4.10\n"
+               "    database: 172.28.5.10\n")
+    addresses = []
+    for agents in (20_000, 40_000, 200_000):
+        spec = tmp_path / ("g%d.fleet.yml" % agents)
+        spec.write_text("plugin: fleetscale.split.fleet\nagents: %d\n%s" % (agents, network))
+        hostvars = listed(spec)["_meta"]["hostvars"]
+        addresses.append({name: v["fleet_address"] for name, v in hostvars.items()})
+    for smaller, larger in zip(addresses, addresses[1:], strict=False):
+        assert {k: larger[k] for k in smaller} == smaller
+    assert len(addresses[2]) > len(addresses[0])
+
+
+SPEC = "plugin: fleetscale.split.fleet\n"
+
+
+@pytest.mark.parametrize(("body", "field", "value"), [
+    ("agents: 20000\ncolour: blue\n", "colour", "'blue'"),
+    ("agents: 20000\nmodel:\n  checkin_ratio: 1.5\n", "model.checkin_ratio", "1.5"),
+    ("agents: 20000\nmodel:\n  target_utilisation: 0\n", "model.target_utilisation", "0"),
+    ("agents: 0\n", "agents", "0"),
+    ("agents: 20000\nmodel:\n  web_agent_capacity_rps: -3\n", "model.web_agent_capacity_rps", "-3"),
+    ("agents: 20000\nmodel:\n  app_active: 2\n", "model.app_active", "2"),
+    ("agents: 20000\nmodel:\n  speed: 3\n", "model.speed", "3"),
+    ("tenants:\n  - {name: a, agents: 5}\n  - {name: a, agents: 7}\n", "tenants[1].name", "'a'"),
+    ("tenants:\n  - {name: a, agents: 5, shard: 0}\n", "tenants[0].shard", "0"),
+    ("tenants:\n  - {name: big, agents: 70000}\n", "tenants.big.agents", "70000"),
+    ("agents: 120000\nhosts:\n  web_agent:\n    - {name: w1, address: 10.0.0.1}\n", "hosts.web_agent", "1"),
+    ("agents: 20000\nhosts:\n  proxy:\n    - {name: p1, address: 10.0.0.1}\n    - {name: p1, address: 10.0.0.2}\n",
+     "hosts.proxy[1]", "'p1'"),
+    ("agents: 20000\nhosts:\n  proxy:\n    - {name: p1, address: 10.0.0.1}\n    - {name: p2, address: 10.0.0.1}\n",
+     "hosts.proxy[1]", "'10.0.0.1'"),
+    ("agents: 20000\nnaming:\n  proxy: lb\n", "naming.proxy", "'lb'"),
+])
+def test_bad_spec_is_refused_naming_file_field_and_value(tmp_path, body, field, value):
+    spec = tmp_path / "bad.fleet.yml"
+    spec.write_text(SPEC + body)
+    done = inventory(spec, "--list")
+    assert done.returncode != 0
+    assert "%s: field '%s'" % (spec, field) in done.stderr
+    assert "(got %s)" % value in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_wrong_type_for_a_documented_option_names_the_file(tmp_path):
+    spec = tmp_path / "typed.fleet.yml"
+    spec.write_text(SPEC + "agents: 20000\nhosts: [a, b]\n")
+    done = inventory(spec, "--list")
+    assert done.returncode != 0
+    assert str(spec) in done.stderr
+    assert "hosts" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_redundancy_opt_out_warns(tmp_path):
+    spec = tmp_path / "single.fleet.yml"
+    spec.write_text(SPEC + "agents: 2000\nmodel:\n  redundancy: false\n")
+    done = inventory(spec, "--list")
+    assert done.returncode == 0, done.stderr
+    assert "redundancy is off" in done.stderr
+    assert len(json.loads(done.stdout)["web_agent"]["hosts"]) == 1
+
+
+def test_other_yaml_files_are_not_claimed(tmp_path):
+    from ansible_collections.fleetscale.split.plugins.inventory.fleet import InventoryModule
+
+    plugin = InventoryModule()
+    other = tmp_path / "hosts.yml"
+    other.write_text("all: {}\n")
+    mine = tmp_path / "lab.fleet.yml"
+    mine.write_text(SPEC + "agents: 10\n")
+    assert not plugin.verify_file(str(other))
+    assert plugin.verify_file(str(mine))
