@@ -17,7 +17,7 @@ GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 MOLECULE_SCENARIOS ?= default
 
 .PHONY: help venv collection test lint yamllint ansible-lint ruff sanity unit molecule docker node-image \
-	lab lab-down bench clean
+	lab lab-down bench readme clean
 
 help:
 	@echo "make test      lint, ansible-test sanity, unit tests and every molecule scenario"
@@ -79,3 +79,6 @@ bench: collection
 
 clean:
 	rm -rf .build .pytest_cache .ruff_cache .hypothesis
+
+readme: collection
+	python tools/readme/generate.py

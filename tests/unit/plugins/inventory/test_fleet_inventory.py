@@ -1,11 +1,14 @@
 """The fleet inventory plugin through the real ansible-inventory command."""
 
+import itertools
 import json
 import os
 import pathlib
 import subprocess
 
 import pytest
+
+from ansible_collections.fleetscale.split.plugins.inventory.fleet import InventoryModule
 
 ROOT = pathlib.Path(__file__).resolve().parents[4]
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -103,7 +106,7 @@ def test_growth_keeps_every_name_and_address(tmp_path):
         spec.write_text("plugin: fleetscale.split.fleet\nagents: %d\n%s" % (agents, network))
         hostvars = listed(spec)["_meta"]["hostvars"]
         addresses.append({name: v["fleet_address"] for name, v in hostvars.items()})
-    for smaller, larger in zip(addresses, addresses[1:], strict=False):
+    for smaller, larger in itertools.pairwise(addresses):
         assert {k: larger[k] for k in smaller} == smaller
     assert len(addresses[2]) > len(addresses[0])
 
@@ -159,8 +162,6 @@ def test_redundancy_opt_out_warns(tmp_path):
 
 
 def test_other_yaml_files_are_not_claimed(tmp_path):
-    from ansible_collections.fleetscale.split.plugins.inventory.fleet import InventoryModule
-
     plugin = InventoryModule()
     other = tmp_path / "hosts.yml"
     other.write_text("all: {}\n")

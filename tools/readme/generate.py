@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Regenerate the generated parts of README.md: the sizing table and the role variables.
+
+The sizing table is computed by the collection's own filters (split_plan), and the role
+variable tables come from each role's meta/argument_specs.yml, so neither is typed by hand.
+`--check` exits 1 when README.md is out of date (the unit tests run it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import re
+import sys
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / ".build" / "collections"))
+
+from ansible_collections.fleetscale.split.plugins.filter.split import split_plan
+
+SIZES = (5_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000)
+ROLES = ("proxy", "web", "app", "database")
+
+
+def sizing_table():
+    rows = ["| agents | check-ins/min | check-ins/s | proxies | agent web | user web | app (active+standby) "
+            "| database shards | agent web utilisation (after losing one) | agents before the next agent web node |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for agents in SIZES:
+        plan = split_plan({"agents": agents})
+        tiers = plan["tiers"]
+        web = tiers["web_agent"]
+        rows.append("| %s | %s | %s | %d | %d | %d | %d+%d | %d | %.0f %% (%.0f %%) | %s |" % (
+            format(agents, ","), format(int(plan["rate"]["per_minute"]), ","), format(plan["rate"]["per_second"], ",g"),
+            tiers["proxy"]["nodes"], web["nodes"], tiers["web_user"]["nodes"], tiers["app"]["active"],
+            tiers["app"]["standbys"], tiers["database"]["shards"], web["utilisation"] * 100,
+            web["utilisation_after_loss"] * 100, format(web["headroom_agents"], ",")))
+    return "\n".join(rows)
+
+
+def _cell(text):
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def role_variables(role):
+    path = ROOT / "roles" / role / "meta" / "argument_specs.yml"
+    if not path.exists():
+        return "_%s has no argument_specs.yml yet._" % role
+    options = yaml.safe_load(path.read_text())["argument_specs"]["main"].get("options", {})
+    rows = ["| variable | type | default | description |", "|---|---|---|---|"]
+    for name in sorted(options):
+        option = options[name]
+        description = option.get("description", "")
+        if isinstance(description, list):
+            description = " ".join(description)
+        default = option.get("default", "")
+        rows.append("| `%s` | %s | %s | %s |" % (name, option.get("type", "str"),
+                                                 _cell("`%s`" % (default,)) if default != "" else "",
+                                                 _cell(description)))
+    return "\n".join(rows)
+
+
+def render(text):
+    blocks = {"sizing-table": sizing_table()}
+    for role in ROLES:
+        blocks["role-variables-%s" % role] = role_variables(role)
+    for name, body in blocks.items():
+        pattern = re.compile(r"(<!-- BEGIN %s -->\n)(?:.*?\n)?(<!-- END %s -->)" % (name, name), re.S)
+        if not pattern.search(text):
+            raise SystemExit("README.md has no <!-- BEGIN %s --> ... <!-- END %s --> block" % (name, name))
+        text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
+    return text
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is not up to date")
+    args = parser.parse_args()
+    readme = ROOT / "README.md"
+    current = readme.read_text()
+    wanted = render(current)
+    if args.check:
+        if current != wanted:
+            print("README.md is out of date: run `make readme`", file=sys.stderr)
+            return 1
+        return 0
+    readme.write_text(wanted)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
