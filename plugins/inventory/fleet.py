@@ -86,7 +86,7 @@ network:
     web_user: 172.28.3.10
     app: 172.28.4.10
     database: 172.28.5.10
-
+---
 # A multi-tenant fleet with existing hosts, tuned model and extra groups
 plugin: fleetscale.split.fleet
 tenants:

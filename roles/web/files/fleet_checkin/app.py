@@ -1,0 +1,286 @@
+"""The falcon resources of the check-in service and their wiring.
+
+create_app() takes its collaborators (config, store, clock, drain check) as
+arguments so the unit tests can run it against an in-memory store.
+Every answer is JSON and carries X-Fleet-Node and X-Fleet-Version; no
+traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+
+from .config import Config
+from .store import StoreUnavailable
+from .validation import (
+    RequestInvalid,
+    check_agent_id,
+    decode_json_object,
+    parse_agent_query,
+    parse_checkin,
+    parse_command,
+)
+
+log = logging.getLogger(__name__)
+
+# Tells clients (agents, HAProxy) when trying again makes sense after a 503.
+RETRY_AFTER_SECONDS = "1"
+
+
+class FleetHeaders:
+    """Middleware: stamp every response, errors and 404s included, with node and version."""
+
+    def __init__(self, node: str, version: str):
+        self._node = node
+        self._version = version
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        resp.set_header("X-Fleet-Node", self._node)
+        resp.set_header("X-Fleet-Version", self._version)
+
+
+class Shards:
+    """Tenant routing shared by the resources."""
+
+    def __init__(self, config: Config):
+        self._config = config
+
+    def for_tenant(self, tenant: str) -> int:
+        shard = self._config.shard_for(tenant)
+        if shard is None:
+            raise falcon.HTTPNotFound(description=f"unknown tenant {tenant!r}")
+        return shard
+
+
+def read_json_object(req: falcon.Request, limit: int) -> dict[str, Any]:
+    """The request body as a JSON object, refusing bodies over `limit` bytes with 413."""
+    if req.content_length is not None and req.content_length > limit:
+        raise _too_large(limit)
+    # A chunked body has no Content-Length; falcon's bounded_stream would then
+    # read nothing, so read the WSGI input itself, which gunicorn de-chunks
+    # and ends (and ends at once when there is no body at all).
+    stream = req.bounded_stream if req.content_length is not None else req.stream
+    raw = stream.read(limit + 1)
+    if len(raw) > limit:
+        raise _too_large(limit)
+    return decode_json_object(raw)
+
+
+def _too_large(limit: int) -> falcon.HTTPPayloadTooLarge:
+    return falcon.HTTPPayloadTooLarge(description=f"the request body is larger than {limit} bytes")
+
+
+class CheckinResource:
+    """POST /agent/checkin: answered 200 only after the transaction committed."""
+
+    def __init__(self, config: Config, store: Any, shards: Shards):
+        self._config = config
+        self._store = store
+        self._shards = shards
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        checkin = parse_checkin(read_json_object(req, self._config.max_body_bytes))
+        shard = self._shards.for_tenant(checkin.tenant)
+        result = self._store.checkin(shard, checkin, self._config.node)
+        resp.media = {
+            "ok": True,
+            "seq": checkin.seq,
+            "duplicate": result.duplicate,
+            "commands": result.commands,
+            "node": self._config.node,
+            "version": self._config.version,
+        }
+
+
+class AgentsResource:
+    """GET /api/tenants/{tenant}/agents?state=online|offline&limit=&after= (keyset pages)."""
+
+    def __init__(self, config: Config, store: Any, shards: Shards):
+        self._config = config
+        self._store = store
+        self._shards = shards
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+        shard = self._shards.for_tenant(tenant)
+        query = parse_agent_query(req.params, self._config.page_limit_default, self._config.page_limit_max)
+        agents, next_after = self._store.list_agents(shard, tenant, query)
+        resp.media = {
+            "ok": True,
+            "tenant": tenant,
+            "state": query.state,
+            "limit": query.limit,
+            "agents": agents,
+            "next_after": next_after,
+        }
+
+
+class CommandsResource:
+    """POST /api/tenants/{tenant}/agents/{agent_id}/commands: queue a command (201)."""
+
+    def __init__(self, config: Config, store: Any, shards: Shards):
+        self._config = config
+        self._store = store
+        self._shards = shards
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str, agent_id: str) -> None:
+        shard = self._shards.for_tenant(tenant)
+        check_agent_id(agent_id)
+        command = parse_command(read_json_object(req, self._config.max_body_bytes))
+        created = self._store.add_command(shard, tenant, agent_id, command)
+        if created is None:
+            raise falcon.HTTPNotFound(description=f"agent {agent_id!r} of tenant {tenant!r} has never checked in")
+        resp.status = falcon.HTTP_201
+        resp.media = {"ok": True, **created}
+
+
+class StatsResource:
+    """GET /api/stats: counts per shard; 503 (with what is known) when a shard does not answer."""
+
+    def __init__(self, config: Config, store: Any):
+        self._config = config
+        self._store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        shards = []
+        for shard_id, shard in sorted(self._config.shards.items()):
+            entry: dict[str, Any] = {
+                "shard": shard_id,
+                "database": shard.database,
+                "tenants": sorted(t for t, s in self._config.tenants.items() if s == shard_id),
+            }
+            try:
+                entry.update(self._store.shard_stats(shard_id), available=True)
+            except StoreUnavailable as exc:
+                entry.update(available=False, error=str(exc))
+            shards.append(entry)
+        ok = all(entry["available"] for entry in shards)
+        if not ok:
+            resp.status = falcon.HTTP_503
+            resp.set_header("Retry-After", RETRY_AFTER_SECONDS)
+        resp.media = {"ok": ok, "node": self._config.node, "shards": shards}
+
+
+class HealthResource:
+    """GET /healthz: the process is alive and answering; no dependency is checked."""
+
+    def __init__(self, config: Config, clock: Callable[[], float], started_at: float):
+        self._config = config
+        self._clock = clock
+        self._started_at = started_at
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {
+            "ok": True,
+            "node": self._config.node,
+            "version": self._config.version,
+            "uptime_seconds": round(self._clock() - self._started_at, 3),
+        }
+
+    on_head = on_get
+
+
+class ReadyResource:
+    """GET /readyz: 200 only when warmed up, not draining and every routed shard answers."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Any,
+        clock: Callable[[], float],
+        started_at: float,
+        path_exists: Callable[[str], bool],
+    ):
+        self._config = config
+        self._store = store
+        self._clock = clock
+        self._started_at = started_at
+        self._path_exists = path_exists
+
+    def not_ready_reasons(self) -> list[str]:
+        reasons = []
+        remaining = self._config.startup_delay_seconds - (self._clock() - self._started_at)
+        if remaining > 0:
+            reasons.append(f"starting: ready in {remaining:.1f}s")
+        if self._path_exists(self._config.drain_file):
+            reasons.append(f"draining: {self._config.drain_file} exists")
+        for shard_id in self._config.routed_shards:
+            try:
+                self._store.ping(shard_id)
+            except StoreUnavailable as exc:
+                reasons.append(str(exc))
+        return reasons
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reasons = self.not_ready_reasons()
+        if reasons:
+            resp.status = falcon.HTTP_503
+            resp.set_header("Retry-After", RETRY_AFTER_SECONDS)
+            resp.media = {"ok": False, "ready": False, "error": "; ".join(reasons), "reasons": reasons}
+        else:
+            resp.media = {"ok": True, "ready": True, "node": self._config.node, "version": self._config.version}
+
+    on_head = on_get
+
+
+class FieldInvalid(falcon.HTTPBadRequest):
+    """400 naming the offending field in the JSON body as well as in the message."""
+
+    def __init__(self, message: str, field: str | None):
+        super().__init__(description=message)
+        self.field = field
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    """Every falcon error (ours, 404 of unknown routes, 405...) as the same JSON shape."""
+    body: dict[str, Any] = {"ok": False, "error": exc.description or exc.title}
+    field = getattr(exc, "field", None)
+    if field:
+        body["field"] = field
+    resp.media = body
+
+
+def handle_invalid(req: falcon.Request, resp: falcon.Response, exc: RequestInvalid, params: dict) -> None:
+    raise FieldInvalid(str(exc), exc.field)
+
+
+def handle_unavailable(req: falcon.Request, resp: falcon.Response, exc: StoreUnavailable, params: dict) -> None:
+    raise falcon.HTTPServiceUnavailable(description=str(exc), retry_after=int(RETRY_AFTER_SECONDS))
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
+    # The traceback goes to the log (journald), never to the client.
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    raise falcon.HTTPInternalServerError(description="internal error; see the service log")
+
+
+def create_app(
+    config: Config,
+    store: Any,
+    clock: Callable[[], float] = time.monotonic,
+    started_at: float | None = None,
+    path_exists: Callable[[str], bool] = os.path.exists,
+) -> falcon.App:
+    """Wire the resources; `started_at` (default: now) starts the startup delay."""
+    started_at = clock() if started_at is None else started_at
+    shards = Shards(config)
+    app = falcon.App(middleware=[FleetHeaders(config.node, config.version)])
+    app.req_options.keep_blank_qs_values = False
+    app.add_route("/agent/checkin", CheckinResource(config, store, shards))
+    app.add_route("/api/tenants/{tenant}/agents", AgentsResource(config, store, shards))
+    app.add_route("/api/tenants/{tenant}/agents/{agent_id}/commands", CommandsResource(config, store, shards))
+    app.add_route("/api/stats", StatsResource(config, store))
+    app.add_route("/healthz", HealthResource(config, clock, started_at))
+    app.add_route("/readyz", ReadyResource(config, store, clock, started_at, path_exists))
+    # Falcon picks the most specific handler for an exception's class, so the
+    # catch-all below never shadows HTTPError (404, 413...) or the two above.
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(RequestInvalid, handle_invalid)
+    app.add_error_handler(StoreUnavailable, handle_unavailable)
+    app.set_error_serializer(serialize_error)
+    return app

@@ -1,0 +1,237 @@
+"""Load and validate the check-in service's JSON config.
+
+Every problem is reported as a ConfigError whose message names the file, the
+field (dotted path) and the offending value, so that a bad deployment fails at
+start (or at `ansible.builtin.template` validation) with one readable line
+instead of a traceback from the first request. Passwords are never echoed.
+
+Run `python3 -m fleet_checkin.config PATH` to check a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CONFIG_ENV = "FLEET_CHECKIN_CONFIG"
+DEFAULT_CONFIG_PATH = "/etc/fleet-checkin/config.json"
+
+# Optional top-level settings: name -> (default, minimum, maximum, kind).
+# Timeouts are whole seconds because MySQLdb hands them to the C client as
+# unsigned ints.
+_OPTIONAL = {
+    "startup_delay_seconds": (0.0, 0.0, 3600.0, float),
+    "max_body_bytes": (16384, 64, 1048576, int),
+    "page_limit_default": (100, 1, 100000, int),
+    "page_limit_max": (500, 1, 100000, int),
+    "db_connect_timeout": (2, 1, 60, int),
+    "db_read_timeout": (5, 1, 300, int),
+    "db_write_timeout": (5, 1, 300, int),
+    "db_retry_after_seconds": (1.0, 0.0, 60.0, float),
+}
+_REQUIRED = ("node", "version", "drain_file", "tenants", "shards")
+_SHARD_FIELDS = ("host", "port", "database", "user", "password")
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    """Where one tenant shard lives and how this service logs in to it."""
+
+    shard_id: int
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated service configuration."""
+
+    node: str
+    version: str
+    drain_file: str
+    tenants: Mapping[str, int]
+    shards: Mapping[int, ShardConfig]
+    startup_delay_seconds: float = 0.0
+    max_body_bytes: int = 16384
+    page_limit_default: int = 100
+    page_limit_max: int = 500
+    db_connect_timeout: int = 2
+    db_read_timeout: int = 5
+    db_write_timeout: int = 5
+    db_retry_after_seconds: float = 1.0
+
+    def shard_for(self, tenant: str) -> int | None:
+        """The shard holding `tenant`, or None when this service does not route it."""
+        return self.tenants.get(tenant)
+
+    @property
+    def routed_shards(self) -> list[int]:
+        """Shards at least one tenant routes to: the ones readiness depends on."""
+        return sorted(set(self.tenants.values()))
+
+
+def config_path_from_env(environ: Mapping[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    return environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+
+
+def load_config(path: str | None = None) -> Config:
+    """Read and validate the config at `path` (default: from the environment)."""
+    path = path or config_path_from_env()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    return parse_config(data, source=path)
+
+
+def parse_config(data: Any, source: str = "config") -> Config:
+    """Validate an already decoded config document."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the config must be a JSON object, got {_kind(data)}")
+    # Keys starting with "_" are comments (the role writes "_comment").
+    unknown = sorted(k for k in data if not k.startswith("_") and k not in _REQUIRED and k not in _OPTIONAL)
+    if unknown:
+        raise ConfigError(f"{source}: unknown field {unknown[0]!r}")
+    for name in _REQUIRED:
+        if name not in data:
+            raise ConfigError(f"{source}: missing required field {name!r}")
+
+    shards = _parse_shards(data["shards"], source)
+    tenants = _parse_tenants(data["tenants"], shards, source)
+    drain_file = _string(data["drain_file"], "drain_file", source)
+    if not drain_file.startswith("/"):
+        raise ConfigError(f"{source}: field 'drain_file' must be an absolute path, got {drain_file!r}")
+
+    options = {name: _option(data, name, source) for name in _OPTIONAL}
+    if options["page_limit_default"] > options["page_limit_max"]:
+        raise ConfigError(
+            f"{source}: field 'page_limit_default' ({options['page_limit_default']}) "
+            f"must not exceed 'page_limit_max' ({options['page_limit_max']})"
+        )
+    return Config(
+        node=_string(data["node"], "node", source),
+        version=_string(data["version"], "version", source),
+        drain_file=drain_file,
+        tenants=tenants,
+        shards=shards,
+        **options,
+    )
+
+
+def _parse_shards(value: Any, source: str) -> dict[int, ShardConfig]:
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"{source}: field 'shards' must be a non-empty object, got {_kind(value)}")
+    shards = {}
+    for key, entry in value.items():
+        where = f"shards.{key}"
+        if not (isinstance(key, str) and key.isdigit() and int(key) >= 1):
+            raise ConfigError(f"{source}: shard key {key!r} must be a shard number >= 1")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: field {where!r} must be an object, got {_kind(entry)}")
+        for name in _SHARD_FIELDS:
+            if name not in entry:
+                raise ConfigError(f"{source}: missing required field '{where}.{name}'")
+        unknown = sorted(set(entry) - set(_SHARD_FIELDS))
+        if unknown:
+            raise ConfigError(f"{source}: unknown field '{where}.{unknown[0]}'")
+        password = entry["password"]
+        if not isinstance(password, str):
+            # Never echo what might be a secret, only its type.
+            raise ConfigError(f"{source}: field '{where}.password' must be a string, got {_kind(password)}")
+        shards[int(key)] = ShardConfig(
+            shard_id=int(key),
+            host=_string(entry["host"], f"{where}.host", source),
+            port=_integer(entry["port"], f"{where}.port", source, 1, 65535),
+            database=_string(entry["database"], f"{where}.database", source),
+            user=_string(entry["user"], f"{where}.user", source),
+            password=password,
+        )
+    return shards
+
+
+def _parse_tenants(value: Any, shards: Mapping[int, ShardConfig], source: str) -> dict[str, int]:
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"{source}: field 'tenants' must be a non-empty object, got {_kind(value)}")
+    tenants = {}
+    for tenant, routed_to in value.items():
+        if not tenant:
+            raise ConfigError(f"{source}: field 'tenants' has an empty tenant name")
+        where = f"tenants.{tenant}"
+        shard = _integer(routed_to, where, source, 1, None)
+        if shard not in shards:
+            raise ConfigError(f"{source}: field {where!r} routes to shard {shard}, which is not in 'shards'")
+        tenants[tenant] = shard
+    return tenants
+
+
+def _option(data: Mapping[str, Any], name: str, source: str) -> int | float:
+    default, minimum, maximum, kind = _OPTIONAL[name]
+    if name not in data:
+        return default
+    if kind is int:
+        return _integer(data[name], name, source, minimum, maximum)
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value <= maximum:
+        raise ConfigError(f"{source}: field {name!r} must be a number {minimum}-{maximum}, got {value!r}")
+    return float(value)
+
+
+def _string(value: Any, name: str, source: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{source}: field {name!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _integer(value: Any, name: str, source: str, minimum: int, maximum: int | None) -> int:
+    # bool is an int subclass in Python; `true` is never a valid port or shard.
+    valid = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    if valid and maximum is not None:
+        valid = value <= maximum
+    if not valid:
+        bounds = f"{minimum}-{maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{source}: field {name!r} must be an integer {bounds}, got {value!r}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict) and not value:
+        return "an empty object"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check a config file: exit 0 and print a summary, or exit 1 with the error."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python3 -m fleet_checkin.config CONFIG.json", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(argv[0])
+    except ConfigError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    print(f"ok: node {config.node}, {len(config.tenants)} tenants on shards {config.routed_shards}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
