@@ -44,21 +44,41 @@ def _cell(text):
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def role_variables(role):
+def role_options(role):
+    """The options of a role's meta/argument_specs.yml (entry point main)."""
     path = ROOT / "roles" / role / "meta" / "argument_specs.yml"
-    if not path.exists():
-        return "_%s has no argument_specs.yml yet._" % role
-    options = yaml.safe_load(path.read_text())["argument_specs"]["main"].get("options", {})
+    return yaml.safe_load(path.read_text())["argument_specs"]["main"].get("options", {})
+
+
+def role_defaults(role):
+    """The role's defaults/main.yml: the values really in force, kept out of argument_specs on purpose."""
+    return yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()) or {}
+
+
+def _default_cell(value):
+    if value is None:
+        return "`null`"
+    if isinstance(value, bool):
+        return "`%s`" % str(value).lower()
+    if isinstance(value, str):
+        return _cell("`%s`" % value)
+    if isinstance(value, (list, dict)) and len(yaml.safe_dump(value, default_flow_style=True)) > 60:
+        return "(%d entries, see defaults/main.yml)" % len(value)
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+    return _cell("`%s`" % text.removesuffix("...").strip())
+
+
+def role_variables(role):
+    options = role_options(role)
+    defaults = role_defaults(role)
     rows = ["| variable | type | default | description |", "|---|---|---|---|"]
     for name in sorted(options):
         option = options[name]
         description = option.get("description", "")
         if isinstance(description, list):
             description = " ".join(description)
-        default = option.get("default", "")
-        rows.append("| `%s` | %s | %s | %s |" % (name, option.get("type", "str"),
-                                                 _cell("`%s`" % (default,)) if default != "" else "",
-                                                 _cell(description)))
+        default = _default_cell(defaults[name]) if name in defaults else "(required)"
+        rows.append("| `%s` | %s | %s | %s |" % (name, option.get("type", "str"), default, _cell(description)))
     return "\n".join(rows)
 
 
