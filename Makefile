@@ -15,9 +15,14 @@ SANITY_ROOT := .build/sanity/ansible_collections/fleetscale/split
 # ansible-test fetches its pip bootstrap from a host this machine cannot reach.
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 MOLECULE_SCENARIOS ?= default
+# The lab: a fleet spec, or AGENTS=N for the same spec sized for N agents (written beside it,
+# so that its group_vars apply, as *.local.fleet.yml, which git ignores).
+LAB_SPEC ?= inventories/lab/lab.fleet.yml
+AGENTS ?=
+LAB_INVENTORY := $(if $(AGENTS),$(dir $(LAB_SPEC))lab-$(AGENTS).local.fleet.yml,$(LAB_SPEC))
 
 .PHONY: help venv collection test lint yamllint ansible-lint ruff sanity unit molecule docker node-image \
-	lab lab-down bench readme clean
+	lab lab-spec lab-down bench readme clean
 
 help:
 	@echo "make test      lint, ansible-test sanity, unit tests and every molecule scenario"
@@ -73,6 +78,23 @@ molecule: collection node-image
 		echo "== molecule test -s $$scenario"; \
 		molecule test -s $$scenario || exit 1; \
 	done
+
+lab-spec: venv
+ifneq ($(AGENTS),)
+	@[[ "$(AGENTS)" =~ ^[1-9][0-9]*$$ ]] || { echo "make lab: AGENTS must be a whole number of agents, not '$(AGENTS)'" >&2; exit 2; }
+	python -c 'import sys, yaml; spec = yaml.safe_load(open(sys.argv[1])); spec["agents"] = int(sys.argv[2]); \
+	  yaml.safe_dump(spec, open(sys.argv[3], "w"), sort_keys=False)' $(LAB_SPEC) $(AGENTS) $(LAB_INVENTORY)
+endif
+
+# Up, deployed, loaded, verified, compared with the plan; the report lands in lab-output/.
+lab: collection node-image lab-spec
+	ansible-playbook -i $(LAB_INVENTORY) playbooks/lab.yml -e lab_state=up
+	ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
+	ansible-playbook -i $(LAB_INVENTORY) playbooks/lab_job.yml
+
+# Every container and network that carries the lab label (the lab's and molecule's).
+lab-down: collection docker
+	ansible-playbook -i $(LAB_SPEC) playbooks/lab.yml -e lab_state=down
 
 bench: collection
 	python bench/inventory_speed.py
