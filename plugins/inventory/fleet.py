@@ -67,6 +67,19 @@ options:
         is the tier and must hold at least the planned number of nodes.
     type: dict
     default: {}
+  retired:
+    description:
+      - "Node indices of generated tiers (proxy, web_agent, web_user, app) that were replaced and stay out of use,
+        for example C({web_agent: [1]}): that tier's nodes then start at index 2, and a replacement takes the next
+        free index. The plan keeps the naming and addressing in C(layout) so new nodes follow the same rule."
+    type: dict
+    default: {}
+  replacements_file:
+    description:
+      - "A YAML file written by C(playbooks/rolling_replace.yml) that records replacements: C(retired) (merged
+        with O(retired)) and C(hosts) (replaces O(hosts) for the tiers it lists, for fleets of explicit hosts)."
+      - Relative to the spec's directory. A missing file means no replacement yet.
+    type: str
   plan_var:
     description: Name of the variable on C(all) that holds the whole plan.
     type: str
@@ -137,27 +150,66 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 raise AnsibleParserError("%s: field '%s': unknown key; allowed: %s (got %r)"
                                          % (path, key, ", ".join(sorted(allowed)), config[key]))
         spec = {key: self.get_option(key) for key in SPEC_OPTIONS if self.get_option(key) not in (None, {})}
+        hosts, retired = self._merge_replacements(path, self.get_option("hosts"), self.get_option("retired"))
         try:
             spec["model"] = self._merge_measurements(path, spec.get("model") or {})
             built = fleet.build_fleet(spec, naming=self.get_option("naming"), network=self.get_option("network"),
-                                      hosts=self.get_option("hosts"))
+                                      hosts=hosts, retired=retired)
         except PlanError as ex:
             raise AnsibleParserError(ex.describe(source=path)) from ex
         self._populate(built, path)
 
-    def _merge_measurements(self, path, model):
-        """Overlay measured model parameters (e.g. from capacity.yml) on the spec's model."""
-        name = self.get_option("measurements_file")
+    def _side_file(self, path, option, allowed):
+        """(file, mapping) of a YAML file named by `option` beside the spec; (None, {}) when absent."""
+        name = self.get_option(option)
         if not name:
-            return model
+            return None, {}
         full = name if os.path.isabs(name) else os.path.join(os.path.dirname(path), name)
         if not os.path.exists(full):
-            return model
+            return None, {}
         try:
             data = self.loader.load_from_file(full, cache="none")
         except AnsibleError as ex:
-            raise AnsibleParserError("%s: field 'measurements_file': cannot read %s: %s" % (path, full, ex)) from ex
-        if not isinstance(data, dict) or not isinstance(data.get("model", {}), dict):
+            raise AnsibleParserError("%s: field '%s': cannot read %s: %s" % (path, option, full, ex)) from ex
+        if data is None:
+            return full, {}
+        if not isinstance(data, dict):
+            raise AnsibleParserError("%s: must be a mapping with %s (got %r)" % (full, " and ".join(allowed), data))
+        for key in data:
+            if key not in allowed:
+                raise AnsibleParserError("%s: field '%s': unknown key; allowed: %s (got %r)"
+                                         % (full, key, ", ".join(allowed), data[key]))
+        return full, data
+
+    def _merge_replacements(self, path, hosts, retired):
+        """The spec's hosts and retired indices with the replacements file's record on top."""
+        full, data = self._side_file(path, "replacements_file", ("retired", "hosts"))
+        if full is None:
+            return hosts, retired
+        merged_hosts = dict(hosts or {})
+        merged_retired = {tier: list(indices) for tier, indices in (retired or {}).items()
+                          if isinstance(indices, list)}
+        for key, current in (("hosts", merged_hosts), ("retired", merged_retired)):
+            value = data.get(key) or {}
+            if not isinstance(value, dict):
+                raise AnsibleParserError("%s: field '%s': must be a mapping of tiers (got %r)" % (full, key, value))
+            for tier, entries in value.items():
+                if key == "hosts":
+                    current[tier] = entries
+                elif not isinstance(entries, list):
+                    raise AnsibleParserError("%s: field 'retired.%s': must be a list of node indices (got %r)"
+                                             % (full, tier, entries))
+                else:
+                    known = current.get(tier, [])
+                    current[tier] = known + [index for index in entries if index not in known]
+        return merged_hosts, merged_retired
+
+    def _merge_measurements(self, path, model):
+        """Overlay measured model parameters (e.g. from capacity.yml) on the spec's model."""
+        full, data = self._side_file(path, "measurements_file", ("model",))
+        if full is None:
+            return model
+        if not isinstance(data.get("model", {}), dict):
             raise AnsibleParserError("%s: field 'model': must be a mapping (got %r)" % (full, data))
         if not isinstance(model, dict):
             raise AnsibleParserError("%s: field 'model': must be a mapping (got %r)" % (path, model))

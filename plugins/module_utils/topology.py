@@ -7,6 +7,10 @@ tier's first address plus that index, so growing a plan only appends hosts: no
 existing host is renamed or re-addressed. A tier may instead list its hosts
 explicitly (an existing fleet); then the list is the tier and must hold at least the
 planned number of nodes.
+
+A generated tier may also retire indices: a node replaced by a rolling replacement
+keeps its index out of use for good, so its successor takes the next free index (a
+new name and address) and the plan's later runs see the replacement.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ DEFAULT_NAMING = {
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME_RE = re.compile(r"^%s(\.%s)*$" % (_LABEL, _LABEL))
 HOST_KEYS = ("name", "address", "shard")
+# Tiers whose nodes are replaced by adding a new node and retiring the old one; a
+# database node is replaced by promoting a replica, which is not this mechanism.
+REPLACEABLE_TIERS = ("proxy", "web_agent", "web_user", "app")
+MAX_INDEX = 99999
 NETWORK_KEYS = ("subnet", "first_address")
 
 
@@ -120,27 +128,60 @@ def _check_explicit(hosts):
     return result
 
 
-def _generated(tier, count, pattern, start, subnet):
-    hosts = []
-    for index in range(1, count + 1):
-        address = None
-        if start is not None:
-            candidate = start + (index - 1)
-            if candidate not in subnet:
-                raise PlanError("network.first_address.%s" % tier, str(start),
-                                "the %s tier needs %d addresses; %s is past network.subnet %s"
-                                % (tier, count, candidate, subnet))
-            address = str(candidate)
-        hosts.append({"name": pattern.format(index=index), "address": address, "index": index,
-                      "field": "naming.%s" % tier})
-    return hosts
+def _check_retired(retired):
+    retired = retired or {}
+    if not isinstance(retired, dict):
+        raise PlanError("retired", retired, "must map tiers to lists of retired node indices")
+    result = {}
+    for tier, indices in retired.items():
+        field = "retired.%s" % tier
+        if tier not in REPLACEABLE_TIERS:
+            raise PlanError(field, indices, "only nodes of %s are retired by replacement"
+                            % ", ".join(REPLACEABLE_TIERS))
+        if not isinstance(indices, list):
+            raise PlanError(field, indices, "must be a list of node indices")
+        for position, index in enumerate(indices):
+            if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= MAX_INDEX:
+                raise PlanError("%s[%d]" % (field, position), index, "must be a node index from 1 to %d" % MAX_INDEX)
+        if len(set(indices)) != len(indices):
+            raise PlanError(field, indices, "lists an index twice")
+        result[tier] = sorted(indices)
+    return result
 
 
-def build_topology(plan, naming=None, network=None, hosts=None):
+def node_identity(tier, index, pattern, start, subnet):
+    """Name and address of the node with this index in its tier: the one formula for both."""
+    address = None
+    if start is not None:
+        candidate = start + (index - 1)
+        if candidate not in subnet:
+            raise PlanError("network.first_address.%s" % tier, str(start),
+                            "the %s tier's node %d would get %s, past network.subnet %s"
+                            % (tier, index, candidate, subnet))
+        address = str(candidate)
+    return {"name": pattern.format(index=index), "address": address, "index": index, "field": "naming.%s" % tier}
+
+
+def _generated(tier, count, pattern, start, subnet, retired=()):
+    indices = []
+    index = 0
+    while len(indices) < count:
+        index += 1
+        if index not in retired:
+            indices.append(index)
+    return [node_identity(tier, i, pattern, start, subnet) for i in indices]
+
+
+def build_topology(plan, naming=None, network=None, hosts=None, retired=None):
     """Return {tier: [{name, address, index, ...}]} for every tier of the plan."""
     patterns = _check_naming(naming)
     subnet, starts = _check_network(network)
     explicit = _check_explicit(hosts)
+    retired = _check_retired(retired)
+    for tier in retired:
+        if tier in explicit:
+            raise PlanError("retired.%s" % tier, retired[tier], "the tier lists its hosts explicitly (hosts.%s): "
+                            "a replacement edits that list instead" % tier)
     planned = {name: plan["tiers"][name]["nodes"] for name in TIER_NAMES}
     redundancy = plan["model"]["redundancy"]
     shard_numbers = [s["shard"] for s in plan["shards"]]
@@ -175,9 +216,67 @@ def build_topology(plan, naming=None, network=None, hosts=None):
                 topology[tier].append(host)
         else:
             topology[tier] = _generated(tier, planned[tier], patterns[tier], starts.get(tier),
-                                        subnet or ipaddress.ip_network("::/0"))
+                                        subnet or ipaddress.ip_network("::/0"), retired.get(tier, ()))
     _check_unique(topology)
     return topology
+
+
+def layout(naming=None, network=None, hosts=None, retired=None):
+    """What a later replacement needs to name and address new nodes the same way (kept in the plan)."""
+    patterns = _check_naming(naming)
+    subnet, starts = _check_network(network)
+    return {
+        "naming": patterns,
+        "subnet": str(subnet) if subnet is not None else None,
+        "first_address": {tier: str(start) for tier, start in sorted(starts.items())},
+        "explicit": sorted(_check_explicit(hosts)),
+        "retired": _check_retired(retired),
+    }
+
+
+def next_nodes(plan, tier, count=1, taken=()):
+    """The next `count` new nodes of a tier: indices above every index in use, retired or already taken.
+
+    `plan` is a fleet plan with its `layout` and `hosts`; `taken` lists indices (or host names) already
+    given to new nodes that the plan does not know yet (the current batch of a replacement).
+    """
+    if tier not in REPLACEABLE_TIERS:
+        raise PlanError("tier", tier, "new nodes are made for %s only (a database is replaced by promoting "
+                        "a replica)" % ", ".join(REPLACEABLE_TIERS))
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
+        raise PlanError("count", count, "must be a whole number from 1 to 100")
+    if not isinstance(plan, dict) or not isinstance(plan.get("layout"), dict) or "hosts" not in plan:
+        raise PlanError("plan", type(plan).__name__, "must be a fleet plan with layout and hosts "
+                        "(the fleet_plan of the fleetscale.split.fleet inventory plugin)")
+    info = plan["layout"]
+    if tier in info["explicit"]:
+        raise PlanError("tier", tier, "the tier lists its hosts explicitly: new nodes come from a spare pool "
+                        "(the static provider), not from the naming pattern")
+    pattern = info["naming"][tier]
+    index_of = _index_parser(pattern, tier)
+    used = set(info["retired"].get(tier, []))
+    used.update(index_of(name) for name in plan["hosts"].get(tier, []) + list(taken or ()))
+    subnet = ipaddress.ip_network(info["subnet"]) if info["subnet"] else ipaddress.ip_network("::/0")
+    start = ipaddress.ip_address(info["first_address"][tier]) if tier in info["first_address"] else None
+    first = max(used, default=0) + 1
+    return [dict(node_identity(tier, index, pattern, start, subnet), tier=tier)
+            for index in range(first, first + count)]
+
+
+def _index_parser(pattern, tier):
+    """name (or index) -> index, the inverse of the naming pattern."""
+    head, _, rest = pattern.partition("{index")
+    regex = re.compile("^%s([0-9]+)%s$" % (re.escape(head), re.escape(rest.partition("}")[2])))
+
+    def index_of(name_or_index):
+        if isinstance(name_or_index, int) and not isinstance(name_or_index, bool):
+            return name_or_index
+        match = regex.match(str(name_or_index))
+        if not match:
+            raise PlanError("taken", name_or_index, "is not a %s host name of the pattern %r" % (tier, pattern))
+        return int(match.group(1))
+
+    return index_of
 
 
 def _check_unique(topology):

@@ -8,6 +8,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.fleetscale.split.plugins.filter import split
+from ansible_collections.fleetscale.split.plugins.filter.nodes import FilterModule
+from ansible_collections.fleetscale.split.plugins.module_utils import fleet
 
 ROOT = pathlib.Path(__file__).resolve().parents[4]
 
@@ -57,3 +59,11 @@ def test_ansible_doc_shows_each_filter(name):
     assert done.returncode == 0, done.stderr
     assert "EXAMPLES" in done.stdout
     assert "RETURN VALUES" in done.stdout
+
+
+def test_next_nodes_filter_names_new_nodes_and_refuses_with_the_filter_name():
+    next_nodes = FilterModule().filters()["next_nodes"]
+    plan = fleet.build_fleet({"agents": 20_000})["plan"]
+    assert [n["name"] for n in next_nodes(plan, "web_agent", 2)] == ["web-agent-03", "web-agent-04"]
+    with pytest.raises(AnsibleFilterError, match=r"fleetscale\.split\.next_nodes: field 'tier'"):
+        next_nodes(plan, "database")

@@ -169,3 +169,34 @@ def test_other_yaml_files_are_not_claimed(tmp_path):
     mine.write_text(SPEC + "agents: 10\n")
     assert not plugin.verify_file(str(other))
     assert plugin.verify_file(str(mine))
+
+
+def test_replacements_file_records_retired_nodes_and_replaced_hosts(tmp_path):
+    spec = tmp_path / "lab.fleet.yml"
+    spec.write_text("plugin: fleetscale.split.fleet\nagents: 20000\nreplacements_file: nodes.yml\n"
+                    "retired: {web_user: [1]}\nhosts: {proxy: [lb1, lb2]}\n")
+    before = listed(spec)
+    assert before["web_user"]["hosts"] == ["web-user-02"]
+    (tmp_path / "nodes.yml").write_text("retired: {web_agent: [1]}\nhosts: {proxy: [lb2, lb3]}\n")
+    after = listed(spec)
+    assert after["web_agent"]["hosts"] == ["web-agent-02", "web-agent-03"]
+    assert after["web_user"]["hosts"] == ["web-user-02"]
+    assert after["proxy"]["hosts"] == ["lb2", "lb3"]
+    layout = after["_meta"]["hostvars"]["lb2"]["fleet_plan"]["layout"]
+    assert layout["retired"] == {"web_user": [1], "web_agent": [1]}
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("retired: [1]\n", "field 'retired': must be a mapping of tiers"),
+    ("retired: {web_agent: 1}\n", "field 'retired.web_agent': must be a list of node indices"),
+    ("moved: {}\n", "field 'moved': unknown key; allowed: retired, hosts"),
+    ("- 1\n", "must be a mapping with retired and hosts"),
+])
+def test_a_bad_replacements_file_is_refused_naming_it(tmp_path, body, message):
+    spec = tmp_path / "lab.fleet.yml"
+    spec.write_text("plugin: fleetscale.split.fleet\nagents: 20000\nreplacements_file: nodes.yml\n")
+    (tmp_path / "nodes.yml").write_text(body)
+    done = inventory(spec, "--list")
+    assert done.returncode != 0
+    assert str(tmp_path / "nodes.yml") in done.stderr
+    assert message in done.stderr

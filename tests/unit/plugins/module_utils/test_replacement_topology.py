@@ -1,0 +1,80 @@
+"""Replacements: retired indices stay out of use, new nodes follow the plan's own naming and addressing."""
+
+import pytest
+
+from ansible_collections.fleetscale.split.plugins.module_utils import fleet, topology
+from ansible_collections.fleetscale.split.plugins.module_utils.errors import PlanError
+
+NETWORK = {"subnet": "10.50.0.0/16", "first_address": {
+    "proxy": "10.50.1.10", "web_agent": "10.50.2.10", "web_user": "10.50.3.10",
+    "app": "10.50.4.10", "database": "10.50.5.10"}}
+
+
+def addresses(result, tier):
+    return {h["name"]: h["vars"]["fleet_address"] for h in result["hosts"] if h["vars"]["fleet_role"] == tier}
+
+
+def test_a_retired_index_is_skipped_and_the_tier_keeps_its_size():
+    result = fleet.build_fleet({"agents": 20_000}, network=NETWORK, retired={"web_agent": [1]})
+    assert addresses(result, "web_agent") == {"web-agent-02": "10.50.2.11", "web-agent-03": "10.50.2.12"}
+    # Other tiers are untouched.
+    assert addresses(result, "web_user") == {"web-user-01": "10.50.3.10"}
+    assert result["plan"]["layout"]["retired"] == {"web_agent": [1]}
+
+
+def test_next_nodes_take_indices_above_every_used_retired_or_taken_one():
+    plan = fleet.build_fleet({"agents": 20_000}, network=NETWORK, retired={"web_agent": [1, 5]})["plan"]
+    assert plan["hosts"]["web_agent"] == ["web-agent-02", "web-agent-03"]
+    # 5 is retired, so the next new node is 6, never a reused name or address.
+    first = topology.next_nodes(plan, "web_agent")
+    assert [(n["name"], n["address"], n["index"]) for n in first] == [("web-agent-06", "10.50.2.15", 6)]
+    batch = topology.next_nodes(plan, "web_agent", 2, taken=["web-agent-06"])
+    assert [n["name"] for n in batch] == ["web-agent-07", "web-agent-08"]
+
+
+def test_next_node_after_a_replacement_is_the_plans_next_host():
+    """Recording a replacement (retiring the old index) makes the plan name the new node exactly."""
+    before = fleet.build_fleet({"agents": 20_000}, network=NETWORK)["plan"]
+    new = topology.next_nodes(before, "web_user")[0]
+    after = fleet.build_fleet({"agents": 20_000}, network=NETWORK, retired={"web_user": [1]})
+    assert addresses(after, "web_user") == {new["name"]: new["address"]}
+
+
+def test_next_nodes_without_a_network_have_no_address_and_custom_names_parse():
+    plan = fleet.build_fleet({"agents": 20_000}, naming={"app": "sched{index}.example.net"})["plan"]
+    assert topology.next_nodes(plan, "app", taken=[7]) == [
+        {"name": "sched8.example.net", "address": None, "index": 8, "field": "naming.app", "tier": "app"}]
+
+
+@pytest.mark.parametrize(("kwargs", "field", "value"), [
+    ({"retired": {"database": [1]}}, "retired.database", [1]),
+    ({"retired": {"web_agent": [0]}}, "retired.web_agent[0]", 0),
+    ({"retired": {"web_agent": [True]}}, "retired.web_agent[0]", True),
+    ({"retired": {"web_agent": [2, 2]}}, "retired.web_agent", [2, 2]),
+    ({"retired": {"web_agent": 1}}, "retired.web_agent", 1),
+    ({"retired": ["web_agent"]}, "retired", ["web_agent"]),
+    ({"retired": {"proxy": [1]}, "hosts": {"proxy": [{"name": "lb1"}, {"name": "lb2"}]}}, "retired.proxy", [1]),
+])
+def test_bad_retirements_are_refused_naming_field_and_value(kwargs, field, value):
+    with pytest.raises(PlanError) as caught:
+        fleet.build_fleet({"agents": 20_000}, network=NETWORK, **kwargs)
+    assert caught.value.field == field
+    assert caught.value.value == value
+
+
+@pytest.mark.parametrize(("tier", "count", "taken", "field"), [
+    ("database", 1, (), "tier"),
+    ("web_agent", 0, (), "count"),
+    ("web_agent", 1, ("lb-7",), "taken"),
+])
+def test_next_nodes_refuses_what_it_cannot_name(tier, count, taken, field):
+    plan = fleet.build_fleet({"agents": 20_000}, network=NETWORK)["plan"]
+    with pytest.raises(PlanError) as caught:
+        topology.next_nodes(plan, tier, count, taken)
+    assert caught.value.field == field
+
+
+def test_next_nodes_refuses_an_explicit_tier():
+    plan = fleet.build_fleet({"agents": 20_000}, hosts={"proxy": ["lb1", "lb2"]})["plan"]
+    with pytest.raises(PlanError, match="spare pool"):
+        topology.next_nodes(plan, "proxy")
