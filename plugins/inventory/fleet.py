@@ -77,7 +77,8 @@ options:
   replacements_file:
     description:
       - "A YAML file written by C(playbooks/rolling_replace.yml) that records replacements: C(retired) (merged
-        with O(retired)) and C(hosts) (replaces O(hosts) for the tiers it lists, for fleets of explicit hosts)."
+        with O(retired)), C(adding) (new nodes of a replacement in progress, in their tier on top of the plan)
+        and C(hosts) (replaces O(hosts) for the tiers it lists, for fleets of explicit hosts)."
       - Relative to the spec's directory. A missing file means no replacement yet.
     type: str
   plan_var:
@@ -150,11 +151,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 raise AnsibleParserError("%s: field '%s': unknown key; allowed: %s (got %r)"
                                          % (path, key, ", ".join(sorted(allowed)), config[key]))
         spec = {key: self.get_option(key) for key in SPEC_OPTIONS if self.get_option(key) not in (None, {})}
-        hosts, retired = self._merge_replacements(path, self.get_option("hosts"), self.get_option("retired"))
+        hosts, retired, adding = self._merge_replacements(path, self.get_option("hosts"), self.get_option("retired"))
         try:
             spec["model"] = self._merge_measurements(path, spec.get("model") or {})
             built = fleet.build_fleet(spec, naming=self.get_option("naming"), network=self.get_option("network"),
-                                      hosts=hosts, retired=retired)
+                                      hosts=hosts, retired=retired, adding=adding)
         except PlanError as ex:
             raise AnsibleParserError(ex.describe(source=path)) from ex
         self._populate(built, path)
@@ -183,9 +184,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
 
     def _merge_replacements(self, path, hosts, retired):
         """The spec's hosts and retired indices with the replacements file's record on top."""
-        full, data = self._side_file(path, "replacements_file", ("retired", "hosts"))
+        full, data = self._side_file(path, "replacements_file", ("retired", "adding", "hosts"))
         if full is None:
-            return hosts, retired
+            return hosts, retired, {}
         merged_hosts = dict(hosts or {})
         merged_retired = {tier: list(indices) for tier, indices in (retired or {}).items()
                           if isinstance(indices, list)}
@@ -202,7 +203,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 else:
                     known = current.get(tier, [])
                     current[tier] = known + [index for index in entries if index not in known]
-        return merged_hosts, merged_retired
+        adding = data.get("adding") or {}
+        if not isinstance(adding, dict):
+            raise AnsibleParserError("%s: field 'adding': must be a mapping of tiers (got %r)" % (full, adding))
+        return merged_hosts, merged_retired, adding
 
     def _merge_measurements(self, path, model):
         """Overlay measured model parameters (e.g. from capacity.yml) on the spec's model."""

@@ -37,10 +37,10 @@ def _host_vars(tier, host, tier_plan, count):
 
 
 def build_fleet(raw_spec, naming=None, network=None, hosts=None, existing_placement=None, rebalance=False,
-                retired=None):
+                retired=None, adding=None):
     """Return {'plan': ..., 'hosts': [{'name', 'groups', 'vars'}], 'groups': {child: parent}}."""
     plan = plan_module.build_plan(raw_spec, existing_placement, rebalance)
-    topology = topology_module.build_topology(plan, naming, network, hosts, retired)
+    topology = topology_module.build_topology(plan, naming, network, hosts, retired, adding)
     shards_by_number = {s["shard"]: s for s in plan["shards"]}
     records = []
     for tier in plan_module.TIER_NAMES:
@@ -66,7 +66,7 @@ def build_fleet(raw_spec, naming=None, network=None, hosts=None, existing_placem
                 groups.append("db_shard_%d" % shard["shard"])
             records.append({"name": host["name"], "groups": groups, "vars": hostvars})
     plan["hosts"] = {tier: [h["name"] for h in topology[tier]] for tier in plan_module.TIER_NAMES}
-    plan["layout"] = topology_module.layout(naming, network, hosts, retired)
+    plan["layout"] = topology_module.layout(naming, network, hosts, retired, adding)
     parents = {TIER_GROUPS[t][0]: TIER_GROUPS[t][1] for t in TIER_GROUPS if TIER_GROUPS[t][1]}
     parents.update({"db_shard_%d" % s["shard"]: "database" for s in plan["shards"]})
     return {"plan": plan, "hosts": records, "parents": parents}

@@ -128,13 +128,13 @@ def _check_explicit(hosts):
     return result
 
 
-def _check_retired(retired):
+def _check_retired(retired, name="retired"):
     retired = retired or {}
     if not isinstance(retired, dict):
-        raise PlanError("retired", retired, "must map tiers to lists of retired node indices")
+        raise PlanError(name, retired, "must map tiers to lists of node indices")
     result = {}
     for tier, indices in retired.items():
-        field = "retired.%s" % tier
+        field = "%s.%s" % (name, tier)
         if tier not in REPLACEABLE_TIERS:
             raise PlanError(field, indices, "only nodes of %s are retired by replacement"
                             % ", ".join(REPLACEABLE_TIERS))
@@ -162,26 +162,37 @@ def node_identity(tier, index, pattern, start, subnet):
     return {"name": pattern.format(index=index), "address": address, "index": index, "field": "naming.%s" % tier}
 
 
-def _generated(tier, count, pattern, start, subnet, retired=()):
+def _generated(tier, count, pattern, start, subnet, retired=(), adding=()):
     indices = []
     index = 0
     while len(indices) < count:
         index += 1
         if index not in retired:
             indices.append(index)
+    indices += [i for i in adding if i not in indices]
     return [node_identity(tier, i, pattern, start, subnet) for i in indices]
 
 
-def build_topology(plan, naming=None, network=None, hosts=None, retired=None):
-    """Return {tier: [{name, address, index, ...}]} for every tier of the plan."""
+def build_topology(plan, naming=None, network=None, hosts=None, retired=None, adding=None):
+    """Return {tier: [{name, address, index, ...}]} for every tier of the plan.
+
+    `adding` lists indices of new nodes a replacement has brought up and not yet swapped in: they
+    join their tier on top of the planned count until the old node they replace is retired.
+    """
     patterns = _check_naming(naming)
     subnet, starts = _check_network(network)
     explicit = _check_explicit(hosts)
     retired = _check_retired(retired)
-    for tier in retired:
-        if tier in explicit:
-            raise PlanError("retired.%s" % tier, retired[tier], "the tier lists its hosts explicitly (hosts.%s): "
-                            "a replacement edits that list instead" % tier)
+    adding = _check_retired(adding, "adding")
+    for name, record in (("retired", retired), ("adding", adding)):
+        for tier in record:
+            if tier in explicit:
+                raise PlanError("%s.%s" % (name, tier), record[tier], "the tier lists its hosts explicitly "
+                                "(hosts.%s): a replacement edits that list instead" % tier)
+    for tier, indices in adding.items():
+        both = sorted(set(indices) & set(retired.get(tier, [])))
+        if both:
+            raise PlanError("adding.%s" % tier, indices, "node(s) %s are also retired" % both)
     planned = {name: plan["tiers"][name]["nodes"] for name in TIER_NAMES}
     redundancy = plan["model"]["redundancy"]
     shard_numbers = [s["shard"] for s in plan["shards"]]
@@ -216,12 +227,13 @@ def build_topology(plan, naming=None, network=None, hosts=None, retired=None):
                 topology[tier].append(host)
         else:
             topology[tier] = _generated(tier, planned[tier], patterns[tier], starts.get(tier),
-                                        subnet or ipaddress.ip_network("::/0"), retired.get(tier, ()))
+                                        subnet or ipaddress.ip_network("::/0"), retired.get(tier, ()),
+                                        adding.get(tier, ()))
     _check_unique(topology)
     return topology
 
 
-def layout(naming=None, network=None, hosts=None, retired=None):
+def layout(naming=None, network=None, hosts=None, retired=None, adding=None):
     """What a later replacement needs to name and address new nodes the same way (kept in the plan)."""
     patterns = _check_naming(naming)
     subnet, starts = _check_network(network)
@@ -231,6 +243,7 @@ def layout(naming=None, network=None, hosts=None, retired=None):
         "first_address": {tier: str(start) for tier, start in sorted(starts.items())},
         "explicit": sorted(_check_explicit(hosts)),
         "retired": _check_retired(retired),
+        "adding": _check_retired(adding, "adding"),
     }
 
 

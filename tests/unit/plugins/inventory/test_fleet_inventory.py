@@ -189,8 +189,8 @@ def test_replacements_file_records_retired_nodes_and_replaced_hosts(tmp_path):
 @pytest.mark.parametrize(("body", "message"), [
     ("retired: [1]\n", "field 'retired': must be a mapping of tiers"),
     ("retired: {web_agent: 1}\n", "field 'retired.web_agent': must be a list of node indices"),
-    ("moved: {}\n", "field 'moved': unknown key; allowed: retired, hosts"),
-    ("- 1\n", "must be a mapping with retired and hosts"),
+    ("moved: {}\n", "field 'moved': unknown key; allowed: retired, adding, hosts"),
+    ("- 1\n", "must be a mapping with retired and adding and hosts"),
 ])
 def test_a_bad_replacements_file_is_refused_naming_it(tmp_path, body, message):
     spec = tmp_path / "lab.fleet.yml"

@@ -78,3 +78,16 @@ def test_next_nodes_refuses_an_explicit_tier():
     plan = fleet.build_fleet({"agents": 20_000}, hosts={"proxy": ["lb1", "lb2"]})["plan"]
     with pytest.raises(PlanError, match="spare pool"):
         topology.next_nodes(plan, "proxy")
+
+
+def test_a_node_being_added_joins_its_tier_until_the_old_one_retires():
+    during = fleet.build_fleet({"agents": 20_000}, network=NETWORK, adding={"web_agent": [3]})
+    assert addresses(during, "web_agent") == {"web-agent-01": "10.50.2.10", "web-agent-02": "10.50.2.11",
+                                              "web-agent-03": "10.50.2.12"}
+    # The next new node skips the one being added.
+    assert topology.next_nodes(during["plan"], "web_agent")[0]["name"] == "web-agent-04"
+    after = fleet.build_fleet({"agents": 20_000}, network=NETWORK, retired={"web_agent": [1]})
+    assert addresses(after, "web_agent") == {"web-agent-02": "10.50.2.11", "web-agent-03": "10.50.2.12"}
+    with pytest.raises(PlanError) as caught:
+        fleet.build_fleet({"agents": 20_000}, network=NETWORK, retired={"web_agent": [3]}, adding={"web_agent": [3]})
+    assert caught.value.field == "adding.web_agent"
