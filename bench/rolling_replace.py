@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Benchmark: replacing every web node of the lab under load, against building one node alone.
+
+Needs the lab up and deployed (`make lab`). In one run it measures:
+  1. the baseline: the time to build one web node alone (container, database grant, web role,
+     ready: bench/rolling/build_one_node.yml), the node then destroyed again;
+  2. steady p99 of check-ins at --rate through the proxy, nothing changing;
+  3. playbooks/rolling_replace.yml over every web node (surge --surge) while the simulator keeps
+     --rate going: failed requests, p99 during the replacement, lost check-ins (ledger verify).
+Prints the figures and the ratios against the targets: zero failures, p99 during / steady <= 2,
+total time <= 1.5 x (nodes / surge) x single-node build time. Results: bench/results/rolling.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "results"
+BIN = Path(sys.executable).parent
+INVENTORY = ROOT / "inventories" / "lab" / "lab.fleet.yml"
+P99_RATIO_TARGET = 2.0
+TIME_FACTOR_TARGET = 1.5
+
+
+def environment() -> dict[str, str]:
+    return dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), PYTHONPATH=str(ROOT / "tools" / "agentsim"),
+                ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"), ANSIBLE_NOCOLOR="1")
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return plain(value["__ansible_unsafe"])
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def inventory() -> dict[str, Any]:
+    done = subprocess.run([str(BIN / "ansible-inventory"), "-i", str(INVENTORY), "--list"], env=environment(),
+                          capture_output=True, text=True, check=True)
+    return plain(json.loads(done.stdout))
+
+
+def playbook(path: Path, extra: dict[str, Any], log: Path) -> float:
+    started = time.monotonic()
+    done = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(INVENTORY), str(path), "-e", json.dumps(extra)],
+                          env=environment(), capture_output=True, text=True, check=False)
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode:
+        sys.exit(f"{path.name} failed (see {log}):\n{done.stdout[-3000:]}")
+    return time.monotonic() - started
+
+
+def agentsim(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "agentsim", *args], env=environment(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="check-ins per second during the runs")
+    parser.add_argument("--steady-seconds", type=float, default=20.0)
+    parser.add_argument("--surge", type=int, default=1)
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    data = inventory()
+    hostvars = data["_meta"]["hostvars"]
+    web = sorted(data.get("web_agent", {}).get("hosts", []) + data.get("web_user", {}).get("hosts", []))
+    if not web:
+        sys.exit("no web node in the lab inventory: run `make lab` first")
+    proxy = next(h for h in data["proxy"]["hosts"] if hostvars[h]["fleet_index"] == 1)
+    port = next(s.split(":")[1] for s in hostvars[proxy]["lab_published_ports"]["1"] if s.endswith(":80"))
+    url = f"http://127.0.0.1:{port}"
+    plan = OUT / "rolling-plan.json"
+    plan.write_text(json.dumps({"fleet_plan": hostvars[proxy]["fleet_plan"]}))
+
+    print("1/3 building one web node alone (baseline) ...", flush=True)
+    result_file = OUT / "rolling-build.json"
+    playbook(ROOT / "bench" / "rolling" / "build_one_node.yml", {"bench_result_file": str(result_file)},
+             OUT / "rolling-build.log")
+    build = json.loads(result_file.read_text())["seconds"]
+    print(f"    {build:.1f} s", flush=True)
+
+    print(f"2/3 steady load, {args.rate:g}/s for {args.steady_seconds:g} s ...", flush=True)
+    steady_file = OUT / "rolling-steady.json"
+    run = agentsim("run", "--url", url, "--plan", str(plan), "--rate", str(args.rate), "--duration",
+                   str(args.steady_seconds), "--json", str(steady_file), "--label", "steady")
+    run.communicate(timeout=args.steady_seconds + 120)
+    steady = json.loads(steady_file.read_text())
+
+    print(f"3/3 replacing {len(web)} web nodes (surge {args.surge}) under {args.rate:g}/s ...", flush=True)
+    during_file, ledger = OUT / "rolling-during.json", OUT / "rolling-during.jsonl"
+    run = agentsim("run", "--url", url, "--plan", str(plan), "--rate", str(args.rate), "--duration", "3000",
+                   "--json", str(during_file), "--ledger", str(ledger), "--label", "during")
+    try:
+        time.sleep(2)
+        total = playbook(ROOT / "playbooks" / "rolling_replace.yml",
+                         {"rolling_targets": ["web"], "rolling_surge": args.surge}, OUT / "rolling-replace.log")
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=120)
+    during = json.loads(during_file.read_text())
+    verify = subprocess.run([sys.executable, "-m", "agentsim", "verify", "--ledger", str(ledger), "--plan", str(plan),
+                             "--json", str(OUT / "rolling-verify.json")], env=environment(), capture_output=True,
+                            text=True, check=False)
+    checked = json.loads((OUT / "rolling-verify.json").read_text())
+
+    batches = math.ceil(len(web) / args.surge)
+    budget = TIME_FACTOR_TARGET * batches * build
+    p99_ratio = during["latency_ms"]["p99"] / steady["latency_ms"]["p99"]
+    lost = checked["missing"] + checked["found_on_wrong_shard"]
+    figures = {
+        "web_nodes": len(web), "surge": args.surge, "rate_per_s": args.rate,
+        "single_node_build_s": round(build, 1), "replacement_total_s": round(total, 1),
+        "time_factor": round(total / (batches * build), 2), "time_factor_target": TIME_FACTOR_TARGET,
+        "p99_steady_ms": steady["latency_ms"]["p99"], "p99_during_ms": during["latency_ms"]["p99"],
+        "p99_ratio": round(p99_ratio, 2), "p99_ratio_target": P99_RATIO_TARGET,
+        "requests_during": during["throughput"]["sent"], "failed_requests": during["errors"]["total"],
+        "lost_checkins": lost, "verified": verify.returncode == 0,
+    }
+    (OUT / "rolling.json").write_text(json.dumps(figures, indent=2))
+    lines = [
+        f"rolling replacement of every web node ({len(web)} nodes, surge {args.surge}, {args.rate:g} check-ins/s)",
+        f"  single node build (baseline)   {build:8.1f} s",
+        f"  whole replacement              {total:8.1f} s  = {figures['time_factor']:.2f} x (nodes/surge x build),"
+        f" target <= {TIME_FACTOR_TARGET}",
+        f"  p99 steady                     {steady['latency_ms']['p99']:8.1f} ms",
+        f"  p99 during the replacement     {during['latency_ms']['p99']:8.1f} ms = x{p99_ratio:.2f} steady,"
+        f" target <= {P99_RATIO_TARGET}",
+        f"  failed requests                {during['errors']['total']:8d} of {during['throughput']['sent']}, target 0",
+        f"  lost acknowledged check-ins    {lost:8d} of {checked['acknowledged']}, target 0",
+    ]
+    print("\n" + "\n".join(lines))
+    ok = (during["errors"]["total"] == 0 and lost == 0 and p99_ratio <= P99_RATIO_TARGET
+          and total <= budget)
+    print("  verdict:", "all targets met" if ok else "a target was missed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

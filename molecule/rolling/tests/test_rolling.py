@@ -1,0 +1,212 @@
+"""Rolling add-then-remove replacement under a constant agent load, proven end to end.
+
+The tests run in order on one lab: they replace every web node, then try a broken node (rollback),
+then upgrade the fleet to a new version. Each drives the agent simulator (tools/agentsim) at
+LOAD_RATE check-ins/s through the first proxy for the whole operation, stops it once the playbook
+is done, and proves from its report and ledger that no request failed and that every acknowledged
+check-in is in its shard's database. The playbooks run as an operator would run them, with
+ansible-playbook on the scenario's inventory.
+
+    molecule test -s rolling
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+PLAYBOOKS = ROOT / "playbooks"
+AGENTSIM = ROOT / "tools" / "agentsim"
+# At least 200 check-ins/s through the proxy for every replacement (the issue's floor).
+LOAD_RATE = 200
+STEADY_SECONDS = 15
+# Upper bound of one load run; each run is stopped as soon as its playbook is done.
+LOAD_MAX_SECONDS = 1500
+PLAYBOOK_TIMEOUT = 1400
+AFTER_SECONDS = 5
+
+
+def plain(value: Any) -> Any:
+    """ansible-inventory's untrusted-string markers off."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return plain(value["__ansible_unsafe"])
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+class Scenario:
+    def __init__(self, inventory: str, workdir: Path):
+        self.inventory = inventory
+        self.workdir = workdir
+        self.bin = Path(sys.executable).parent
+
+    def inventory_list(self) -> dict[str, Any]:
+        done = subprocess.run([str(self.bin / "ansible-inventory"), "-i", self.inventory, "--list"],
+                              capture_output=True, text=True, check=True)
+        return plain(json.loads(done.stdout))
+
+    def hosts(self, group: str) -> list[str]:
+        return sorted(self.inventory_list().get(group, {}).get("hosts", []))
+
+    def plan_file(self) -> Path:
+        data = self.inventory_list()
+        proxy = data["proxy"]["hosts"][0]
+        path = self.workdir / "plan.json"
+        path.write_text(json.dumps({"fleet_plan": data["_meta"]["hostvars"][proxy]["fleet_plan"]}))
+        return path
+
+    def proxy_url(self) -> str:
+        data = self.inventory_list()
+        hostvars = data["_meta"]["hostvars"]
+        proxy = next(h for h in data["proxy"]["hosts"] if hostvars[h]["fleet_index"] == 1)
+        for spec in hostvars[proxy]["lab_published_ports"]["1"]:
+            address, port, inner = spec.split(":")
+            if inner == "80":
+                return f"http://{address}:{port}"
+        raise AssertionError("the first proxy publishes no port 80 on 127.0.0.1")
+
+    def playbook(self, name: str, extra: dict[str, Any]) -> tuple[subprocess.CompletedProcess[str], float]:
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(self.bin / "ansible-playbook"), "-i", self.inventory, str(PLAYBOOKS / name), "-e", json.dumps(extra)],
+            capture_output=True, text=True, timeout=PLAYBOOK_TIMEOUT, check=False)
+        (self.workdir / f"{name}.{int(time.time())}.log").write_text(done.stdout + done.stderr)
+        return done, time.monotonic() - started
+
+    def agentsim(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+        env = dict(os.environ, PYTHONPATH=str(AGENTSIM))
+        return subprocess.Popen([sys.executable, "-m", "agentsim", *args], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+    def steady(self, label: str) -> dict[str, Any]:
+        report = self.workdir / f"{label}.json"
+        run = self.agentsim("run", "--url", self.proxy_url(), "--plan", str(self.plan_file()),
+                            "--rate", str(LOAD_RATE), "--duration", str(STEADY_SECONDS), "--json", str(report),
+                            "--label", label)
+        _, err = run.communicate(timeout=STEADY_SECONDS + 60)
+        assert run.returncode == 0, err
+        return json.loads(report.read_text())
+
+    def under_load(self, label: str, name: str, extra: dict[str, Any]) -> tuple[subprocess.CompletedProcess[str],
+                                                                                 float, dict[str, Any], dict[str, Any]]:
+        """Run a playbook while the simulator keeps LOAD_RATE going; return it, the run and the ledger check."""
+        plan = self.plan_file()
+        report = self.workdir / f"{label}.json"
+        ledger = self.workdir / f"{label}.jsonl"
+        run = self.agentsim("run", "--url", self.proxy_url(), "--plan", str(plan), "--rate", str(LOAD_RATE),
+                            "--duration", str(LOAD_MAX_SECONDS), "--json", str(report), "--ledger", str(ledger),
+                            "--label", label)
+        try:
+            time.sleep(3)
+            assert run.poll() is None, run.stderr.read() if run.stderr else "the simulator stopped"
+            done, seconds = self.playbook(name, extra)
+            time.sleep(AFTER_SECONDS)
+        finally:
+            run.send_signal(signal.SIGINT)
+            _, err = run.communicate(timeout=60)
+        assert report.exists(), err
+        result = json.loads(report.read_text())
+        check = self.workdir / f"{label}.verify.json"
+        verify = subprocess.run([sys.executable, "-m", "agentsim", "verify", "--ledger", str(ledger),
+                                 "--plan", str(plan), "--json", str(check)],
+                                env=dict(os.environ, PYTHONPATH=str(AGENTSIM)), capture_output=True, text=True,
+                                timeout=300, check=False)
+        assert verify.returncode in (0, 1), verify.stderr
+        return done, seconds, result, json.loads(check.read_text())
+
+    def backend_servers(self, proxy: str) -> list[dict[str, Any]]:
+        done = subprocess.run(["docker", "exec", proxy, "fleet-haproxy-backend", "state"], capture_output=True,
+                              text=True, check=True)
+        return json.loads(done.stdout)["servers"]
+
+
+@pytest.fixture(scope="module")
+def scenario(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    inventory = request.config.option.ansible_inventory
+    assert inventory, "run through molecule (it passes --ansible-inventory)"
+    return Scenario(inventory, tmp_path_factory.mktemp("rolling"))
+
+
+def report_line(label: str, run: dict[str, Any], seconds: float, steady_p99: float) -> str:
+    p99 = run["latency_ms"]["p99"]
+    return (f"\n[rolling] {label}: {seconds:.0f} s, {run['throughput']['acknowledged']} check-ins at "
+            f"{run['settings']['rate_per_s']:g}/s, failed {run['errors']['total']}, p99 steady {steady_p99:.1f} ms, "
+            f"during {p99:.1f} ms (x{p99 / steady_p99:.2f}), answers by node {run['nodes']}")
+
+
+def assert_no_failure(run: dict[str, Any], check: dict[str, Any]) -> None:
+    assert run["errors"]["total"] == 0, f"failed requests: {run['errors']}"
+    assert run["throughput"]["acknowledged"] > 0
+    assert check["ok"], f"lost or misplaced check-ins: {check}"
+    assert check["acknowledged"] == run["throughput"]["acknowledged"]
+
+
+def test_replace_every_web_node_under_load(scenario: Scenario) -> None:
+    before_agents, before_users = scenario.hosts("web_agent"), scenario.hosts("web_user")
+    steady = scenario.steady("steady")
+    done, seconds, run, check = scenario.under_load("replace", "rolling_replace.yml", {"rolling_targets": ["web"]})
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    print(report_line("replace every web node", run, seconds, steady["latency_ms"]["p99"]))
+    assert_no_failure(run, check)
+
+    # The inventory moved on: only new names, as many as before.
+    after_agents, after_users = scenario.hosts("web_agent"), scenario.hosts("web_user")
+    assert len(after_agents) == len(before_agents) and not set(after_agents) & set(before_agents)
+    assert len(after_users) == len(before_users) and not set(after_users) & set(before_users)
+    # Every proxy serves exactly the new nodes, every one UP; the old containers are gone.
+    for proxy in scenario.hosts("proxy"):
+        servers = scenario.backend_servers(proxy)
+        assert sorted(s["server"] for s in servers if s["backend"] == "agents") == after_agents
+        assert sorted(s["server"] for s in servers if s["backend"] == "users") == sorted(after_agents + after_users)
+        assert {s["status"] for s in servers} == {"UP"}, servers
+    running = subprocess.run(["docker", "ps", "--format", "{{.Names}}"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert not set(before_agents + before_users) & set(running)
+    # The new nodes took traffic: the run saw answers from them.
+    assert set(after_agents) & set(run["nodes"])
+
+
+def test_a_broken_new_node_is_rolled_back_and_the_old_one_keeps_serving(scenario: Scenario) -> None:
+    agents = scenario.hosts("web_agent")
+    old = agents[0]
+    # A new node that cannot reach its database never becomes ready.
+    done, seconds, run, check = scenario.under_load("broken", "rolling_replace.yml", {
+        "rolling_targets": [old], "rolling_ready_timeout": 20,
+        "rolling_node_vars": {"web_db_password": "not-the-password"}})
+    assert done.returncode != 0, "the replacement with a broken node succeeded"
+    output = done.stdout + done.stderr
+    assert f"Replacing {old} with" in output and "readiness" in output, output[-3000:]
+    print(f"\n[rolling] broken node: rolled back in {seconds:.0f} s, failed requests {run['errors']['total']}")
+    assert_no_failure(run, check)
+    # Nothing changed: same nodes in the inventory and on every proxy, all UP, no stray container.
+    assert scenario.hosts("web_agent") == agents
+    for proxy in scenario.hosts("proxy"):
+        servers = scenario.backend_servers(proxy)
+        assert sorted(s["server"] for s in servers if s["backend"] == "agents") == agents
+        assert {s["status"] for s in servers} == {"UP"}, servers
+    assert old in run["nodes"], "the old node stopped serving during the failed replacement"
+
+
+def test_rolling_upgrade_moves_every_answer_to_the_new_version(scenario: Scenario) -> None:
+    steady = scenario.steady("steady-before-upgrade")
+    assert set(steady["versions"]) == {"1.0.0"}, steady["versions"]
+    done, seconds, run, check = scenario.under_load("upgrade", "rolling_upgrade.yml", {
+        "rolling_node_vars": {"web_checkin_version": "1.1.0"}})
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    print(report_line("rolling upgrade 1.0.0 -> 1.1.0", run, seconds, steady["latency_ms"]["p99"]))
+    assert_no_failure(run, check)
+    after = scenario.steady("after-upgrade")
+    assert set(after["versions"]) == {"1.1.0"}, after["versions"]
+    assert after["errors"]["total"] == 0
