@@ -35,7 +35,7 @@ from agentsim.plan import FleetPlan, ShardPlan, find_fleet_plan, load_plan
 from agentsim.probe import probe_capacity, probe_summary, step_rates
 from agentsim.roster import default_seq_start, offset_for_seed, spread
 from agentsim.summary import human_summary, markdown_table
-from agentsim.target import check_target, parse_allowed_networks
+from agentsim.target import CHECKIN_PATH, check_target, parse_allowed_networks
 from agentsim.verify import SAFE_TENANT, DockerExecReader, verify_ledger, verify_summary
 
 MAX_DURATION_S = 3600.0
@@ -70,6 +70,12 @@ def _number(kind: Callable[[str], float], low: float, high: float, low_open: boo
         return value
 
     return parse
+
+
+def _path(text: str) -> str:
+    if not text.startswith("/") or any(c.isspace() for c in text) or "?" in text or "#" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an absolute path without spaces, query or fragment")
+    return text
 
 
 def build_parser() -> Parser:
@@ -156,6 +162,8 @@ def add_load_arguments(command: argparse.ArgumentParser) -> argparse._ArgumentGr
                          help="base URL of the proxy, e.g. http://127.0.0.1:8080 (loopback or --allow-network only)")
     command.add_argument("--allow-network", action="append", default=[], metavar="CIDR",
                          help="a private lab network the target may be in (repeatable), e.g. 172.28.0.0/16")
+    command.add_argument("--path", default=CHECKIN_PATH, type=_path,
+                         help="path the check-ins are POSTed to (default: %(default)s)")
     roster = command.add_argument_group("roster and rate")
     roster.add_argument("--plan", metavar="JSON", help="fleet plan: output of `ansible-inventory --host <host>`")
     roster.add_argument("--agents", type=_number(int, 0, 1_000_000), metavar="N",
@@ -254,6 +262,7 @@ def run_settings(args: argparse.Namespace, rate: float | None, duration: float, 
         label=args.label,
         status_every=args.status_every,
         ledger_path=args.ledger,
+        path=args.path,
     )
 
 

@@ -19,9 +19,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from agentsim import __version__
 from agentsim.outcome import Outcome
-from agentsim.target import Target
+from agentsim.target import CHECKIN_PATH, Target
 
-CHECKIN_PATH = "/agent/checkin"
 # HAProxy closes idle client connections after 10 s (proxy_timeout_http_keep_alive); the pool
 # drops them first so that a request never goes out on a connection the proxy is closing.
 KEEPALIVE_SECONDS = 5.0
@@ -75,8 +74,9 @@ class CheckinClient:
         connections: int,
         new_connections: bool = False,
         tls: bool | ssl.SSLContext = True,
+        path: str = CHECKIN_PATH,
     ):
-        self._url = target.endpoint(CHECKIN_PATH)
+        self._url = target.endpoint(path)
         self._target = target
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections

@@ -28,7 +28,7 @@ from agentsim.roster import Agent, Roster
 from agentsim.schedule import ArrivalClock
 from agentsim.stats import RunStats
 from agentsim.summary import status_line
-from agentsim.target import Target
+from agentsim.target import CHECKIN_PATH, Target
 
 # The scheduler re-checks for a stop request at least this often, even at very low rates.
 STOP_POLL_SECONDS = 0.1
@@ -54,6 +54,8 @@ class RunSettings:
     label: str | None = None
     status_every: float | None = None
     ledger_path: str | None = None
+    # Another path than the check-in (a static answer of the same stack, for its transport limit).
+    path: str = CHECKIN_PATH
 
 
 ClientFactory = Callable[[RunSettings], Any]
@@ -66,6 +68,7 @@ def default_client(settings: RunSettings) -> CheckinClient:
         connections=settings.connections,
         new_connections=settings.new_connections,
         tls=settings.tls,
+        path=settings.path,
     )
 
 

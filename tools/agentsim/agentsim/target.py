@@ -23,6 +23,9 @@ Resolver = Callable[[str, int], Iterable[str]]
 SCHEMES = {"http": 80, "https": 443}
 
 
+# Where the reference service takes check-ins (run --path changes it).
+CHECKIN_PATH = "/agent/checkin"
+
 @dataclass(frozen=True)
 class Target:
     """A checked target: the URL as given and the only addresses traffic may go to."""
