@@ -1,4 +1,4 @@
-"""Fixtures for the scheduler unit tests: configs and a fake MariaDB behind a fake DB-API driver."""
+"""Fixtures for the scheduler unit tests: configs, a clock and fake MariaDBs behind fake DB-API drivers."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ sys.path.insert(0, str(HERE))
 
 from fleet_scheduler.config import parse_config
 from scheduler_fakes import FakeDriver, FakeServer
+from sequencer_fakes import FakeLedgerDriver, FakeLedgerServer
 
 BASE_CONFIG: dict[str, Any] = {
     "_managed": "unit test config",
@@ -83,3 +84,53 @@ def driver(server) -> FakeDriver:
 def status_files() -> dict[str, list[dict[str, Any]]]:
     """Status documents written, per node (a stand-in for /run/fleet-scheduler/status.json)."""
     return {}
+
+
+DATABASE: dict[str, Any] = {
+    "address": "172.28.5.10",
+    "port": 3306,
+    "schema": "fleet_shard_1",
+    "user": "fleet_app",
+    "password": "s3cret-one",
+}
+
+
+@pytest.fixture
+def singleton_data() -> dict[str, Any]:
+    return {
+        "_managed": "unit test config",
+        "name": "probe",
+        "node": "app-01",
+        "command": "sleep infinity",
+        "lock_timeout": 10,
+        "keepalive": 2,
+        "stop_timeout": 3,
+        "status_path": "/run/probe/status.json",
+        "database": copy.deepcopy(DATABASE),
+    }
+
+
+@pytest.fixture
+def sequencer_data() -> dict[str, Any]:
+    return {
+        "_managed": "unit test config",
+        "node": "app-01",
+        "poll": 0.5,
+        "lease": 10,
+        "keepalive": 2,
+        "stop_timeout": 3,
+        "node_max_parallel": 4,
+        "claim_delay": 1.0,
+        "database": copy.deepcopy(DATABASE),
+        "jobs": [{"name": "tick", "command": "true", "schedule": "*:*:*"}],
+    }
+
+
+@pytest.fixture
+def ledger_server() -> FakeLedgerServer:
+    return FakeLedgerServer()
+
+
+@pytest.fixture
+def ledger_driver(ledger_server) -> FakeLedgerDriver:
+    return FakeLedgerDriver(ledger_server)

@@ -1,9 +1,9 @@
 """A fake MariaDB for the scheduler tests, reached through a fake DB-API driver.
 
 FakeServer keeps what the scheduler relies on: named locks owned by sessions
-(released when a session dies), the scheduler_state row, agents to mark offline
-and check-ins to purge per schema, and a log of every statement and COMMIT in
-the order the server received them.
+(released when a session dies), the scheduler_state row, the singleton_terms of
+the supervisors, agents to mark offline and check-ins to purge per schema, and
+a log of every statement and COMMIT in the order the server received them.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ class FakeServer:
     locks: dict[str, int] = field(default_factory=dict)
     state: dict[str, StateRow] = field(default_factory=dict)
     sessions: dict[int, FakeConnection] = field(default_factory=dict)
+    # singleton_terms: (name, epoch) -> the row as a dict.
+    terms: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     # Rows the jobs will find, per schema.
     stale_agents: dict[str, int] = field(default_factory=dict)
     old_checkins: dict[str, int] = field(default_factory=dict)
@@ -89,6 +91,10 @@ class FakeServer:
             ("SELECT RELEASE_LOCK", self._release_lock),
             ("INSERT INTO scheduler_state", self._take_over),
             ("SELECT holder, epoch, since, heartbeat FROM scheduler_state", self._read_state),
+            ("SELECT holder, epoch FROM scheduler_state", self._read_epoch),
+            ("INSERT INTO singleton_terms", self._start_term),
+            ("UPDATE singleton_terms SET heartbeat = NOW(3), ended_at", self._end_term),
+            ("UPDATE singleton_terms SET heartbeat", self._term_heartbeat),
             ("UPDATE scheduler_state SET heartbeat", self._heartbeat),
             ("UPDATE scheduler_state SET holder = ''", self._resign),
             ("UPDATE agents SET online = 0", lambda c, p: ([], self._take(self.stale_agents, c.schema, p[-1]))),
@@ -123,6 +129,34 @@ class FakeServer:
         if row is None:
             return [], 0
         return [(row.holder, row.epoch, row.since, row.heartbeat)], 1
+
+    def _read_epoch(self, _connection: FakeConnection, params: Any) -> tuple[list[tuple[Any, ...]], int]:
+        row = self.state.get(params[0])
+        return ([(row.holder, row.epoch)], 1) if row else ([], 0)
+
+    def _start_term(self, _connection: FakeConnection, params: Any) -> tuple[list[tuple[Any, ...]], int]:
+        name, epoch, node, since, heartbeat, previous, gap = params
+        self.terms[(name, epoch)] = {
+            "node": node,
+            "since": since,
+            "heartbeat": heartbeat,
+            "ended_at": None,
+            "previous_holder": previous,
+            "gap_ms": gap,
+        }
+        return [], 1
+
+    def _term_heartbeat(self, _connection: FakeConnection, params: Any) -> tuple[list[tuple[Any, ...]], int]:
+        term = self.terms.get(tuple(params))
+        if term:
+            term["heartbeat"] = self.now
+        return [], int(term is not None)
+
+    def _end_term(self, connection: FakeConnection, params: Any) -> tuple[list[tuple[Any, ...]], int]:
+        done = self._term_heartbeat(connection, params)
+        if done[1]:
+            self.terms[tuple(params)]["ended_at"] = self.now
+        return done
 
     def _matching_state(self, params: Any) -> StateRow | None:
         name, holder, epoch = params

@@ -3,12 +3,18 @@
 Run as `python3 -m fleet_scheduler --config /etc/fleet-scheduler/config.json`.
 SIGTERM (systemctl stop) ends the loop after the current statement; the lock
 is released on the way out so a standby takes over at once.
+
+Started by a singleton supervisor (supervisor.py: FLEET_SINGLETON and
+FLEET_SINGLETON_EPOCH in the environment, the role's default), it takes no lock
+of its own: the supervisor holds it, and every unit of work is fenced by the
+epoch instead (lock.EpochFence). A deposed child exits with status 75.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -19,13 +25,15 @@ from typing import Any
 from . import __version__, jobs
 from .config import DEFAULT_CONFIG_PATH, Config, ConfigError, ShardConfig, load_config
 from .db import close_quietly, connect, describe, load_driver
-from .lock import LeadershipLost, SchedulerLock, SchedulerState
+from .lock import EpochFence, LeadershipLost, SchedulerLock, SchedulerState
 from .status import build_status, write_status
 
 log = logging.getLogger("fleet_scheduler")
 
 ACTIVE = "active"
 STANDBY = "standby"
+# Exit status of a supervised child whose epoch is over (EX_TEMPFAIL).
+EXIT_DEPOSED = 75
 
 
 class Scheduler:
@@ -191,6 +199,51 @@ class Scheduler:
             log.warning("cannot write %s: %s", self.config.status_path, exc.strerror)
 
 
+class SupervisedScheduler(Scheduler):
+    """The scheduler as the child of a singleton supervisor, fenced by its epoch.
+
+    It is active from the start (the supervisor holds the lock) as long as
+    scheduler_state names its node and epoch; at the first refusal it is deposed
+    and the process ends. The supervisor writes the status file.
+    """
+
+    def __init__(self, config: Config, driver: Any, singleton: str, holder: str, epoch: int, **kwargs: Any):
+        kwargs.setdefault("status_writer", lambda _path, _status: None)
+        super().__init__(config, driver, **kwargs)
+        self.singleton = singleton
+        self.holder = holder
+        self.epoch = epoch
+        self.deposed = False
+
+    def step(self) -> float:
+        if self.role == ACTIVE:
+            delay = self._work_round()
+            # _work_round stands down on LeadershipLost: for a child, that is the end.
+            self.deposed = self.role != ACTIVE
+            return delay
+        try:
+            fence = self._lock_session()
+            fence.ensure_held()
+        except LeadershipLost as exc:
+            log.error("%s", exc)
+            self.deposed = True
+            return 0.0
+        except self._driver.Error as exc:
+            log.warning("coordination shard unreachable (%s); retrying in %ss", describe(exc), self.config.interval)
+            self._drop_lock_session()
+            return float(self.config.interval)
+        self.state = SchedulerState(holder=self.holder, epoch=self.epoch, since=None, heartbeat=None)
+        self.role = ACTIVE
+        log.info("working for %s, epoch %s", self.singleton, self.epoch)
+        return 0.0
+
+    def _lock_session(self) -> Any:
+        if self._lock is None:
+            connection = connect(self._driver, self.config, self.config.coordination)
+            self._lock = EpochFence(connection, self.singleton, self.holder, self.epoch, self._driver.Error)  # type: ignore[assignment]
+        return self._lock
+
+
 def install_signal_handlers(stop: threading.Event) -> None:
     """SIGTERM (systemd) and SIGINT (a terminal) ask the loop to finish."""
 
@@ -205,7 +258,7 @@ def install_signal_handlers(stop: threading.Event) -> None:
 def run(scheduler: Scheduler, stop: threading.Event) -> None:
     """Step until asked to stop, then shut down cleanly."""
     try:
-        while not stop.is_set():
+        while not stop.is_set() and not getattr(scheduler, "deposed", False):
             stop.wait(scheduler.step())
     finally:
         scheduler.shutdown()
@@ -231,13 +284,26 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     install_signal_handlers(stop)
+    singleton = os.environ.get("FLEET_SINGLETON")
     log.info(
-        "fleet-scheduler %s on %s: %s shard(s), lock %r on shard %s",
+        "fleet-scheduler %s on %s: %s shard(s), %s",
         __version__,
         config.node,
         len(config.shards),
-        config.lock_name,
-        config.coordination_shard,
+        f"supervised as singleton {singleton!r}"
+        if singleton
+        else f"lock {config.lock_name!r} on shard {config.coordination_shard}",
     )
-    run(Scheduler(config, driver), stop)
-    return 0
+    if not singleton:
+        run(Scheduler(config, driver), stop)
+        return 0
+    try:
+        epoch = int(os.environ.get("FLEET_SINGLETON_EPOCH", ""))
+    except ValueError:
+        print("fleet-scheduler: FLEET_SINGLETON_EPOCH must be the supervisor's epoch number", file=sys.stderr)
+        return 2
+    scheduler = SupervisedScheduler(
+        config, driver, singleton, os.environ.get("FLEET_SINGLETON_NODE", config.node), epoch
+    )
+    run(scheduler, stop)
+    return EXIT_DEPOSED if scheduler.deposed else 0
