@@ -1,11 +1,11 @@
 """Rolling add-then-remove replacement under a constant agent load, proven end to end.
 
-The tests run in order on one lab: they replace every web node, then try a broken node (rollback),
-then upgrade the fleet to a new version. Each drives the agent simulator (tools/agentsim) at
-LOAD_RATE check-ins/s through the first proxy for the whole operation, stops it once the playbook
-is done, and proves from its report and ledger that no request failed and that every acknowledged
-check-in is in its shard's database. The playbooks run as an operator would run them, with
-ansible-playbook on the scenario's inventory.
+The tests run in order on one lab: a broken new node is rolled back, then a rolling upgrade
+replaces every web node with a node of the new version (the same replacement with a new release).
+Each drives the agent simulator (tools/agentsim) at LOAD_RATE check-ins/s through the first proxy
+for the whole operation, stops it once the playbook is done, and proves from its report and ledger
+that no request failed and that every acknowledged check-in is in its shard's database. The
+playbooks run as an operator would run them, with ansible-playbook on the scenario's inventory.
 
     molecule test -s rolling
 """
@@ -153,31 +153,6 @@ def assert_no_failure(run: dict[str, Any], check: dict[str, Any]) -> None:
     assert check["acknowledged"] == run["throughput"]["acknowledged"]
 
 
-def test_replace_every_web_node_under_load(scenario: Scenario) -> None:
-    before_agents, before_users = scenario.hosts("web_agent"), scenario.hosts("web_user")
-    steady = scenario.steady("steady")
-    done, seconds, run, check = scenario.under_load("replace", "rolling_replace.yml", {"rolling_targets": ["web"]})
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    print(report_line("replace every web node", run, seconds, steady["latency_ms"]["p99"]))
-    assert_no_failure(run, check)
-
-    # The inventory moved on: only new names, as many as before.
-    after_agents, after_users = scenario.hosts("web_agent"), scenario.hosts("web_user")
-    assert len(after_agents) == len(before_agents) and not set(after_agents) & set(before_agents)
-    assert len(after_users) == len(before_users) and not set(after_users) & set(before_users)
-    # Every proxy serves exactly the new nodes, every one UP; the old containers are gone.
-    for proxy in scenario.hosts("proxy"):
-        servers = scenario.backend_servers(proxy)
-        assert sorted(s["server"] for s in servers if s["backend"] == "agents") == after_agents
-        assert sorted(s["server"] for s in servers if s["backend"] == "users") == sorted(after_agents + after_users)
-        assert {s["status"] for s in servers} == {"UP"}, servers
-    running = subprocess.run(["docker", "ps", "--format", "{{.Names}}"], capture_output=True, text=True,
-                             check=True).stdout.split()
-    assert not set(before_agents + before_users) & set(running)
-    # The new nodes took traffic: the run saw answers from them.
-    assert set(after_agents) & set(run["nodes"])
-
-
 def test_a_broken_new_node_is_rolled_back_and_the_old_one_keeps_serving(scenario: Scenario) -> None:
     agents = scenario.hosts("web_agent")
     old = agents[0]
@@ -199,14 +174,33 @@ def test_a_broken_new_node_is_rolled_back_and_the_old_one_keeps_serving(scenario
     assert old in run["nodes"], "the old node stopped serving during the failed replacement"
 
 
-def test_rolling_upgrade_moves_every_answer_to_the_new_version(scenario: Scenario) -> None:
-    steady = scenario.steady("steady-before-upgrade")
+def test_rolling_upgrade_replaces_every_web_node_under_load(scenario: Scenario) -> None:
+    """A rolling upgrade is the rolling replacement of every web node with nodes of the new release."""
+    before_agents, before_users = scenario.hosts("web_agent"), scenario.hosts("web_user")
+    steady = scenario.steady("steady")
     assert set(steady["versions"]) == {"1.0.0"}, steady["versions"]
     done, seconds, run, check = scenario.under_load("upgrade", "rolling_upgrade.yml", {
         "rolling_node_vars": {"web_checkin_version": "1.1.0"}})
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    print(report_line("rolling upgrade 1.0.0 -> 1.1.0", run, seconds, steady["latency_ms"]["p99"]))
+    print(report_line("replace every web node (rolling upgrade 1.0.0 -> 1.1.0)", run, seconds,
+                      steady["latency_ms"]["p99"]))
     assert_no_failure(run, check)
+
+    # The inventory moved on: only new names, as many as before.
+    after_agents, after_users = scenario.hosts("web_agent"), scenario.hosts("web_user")
+    assert len(after_agents) == len(before_agents) and not set(after_agents) & set(before_agents)
+    assert len(after_users) == len(before_users) and not set(after_users) & set(before_users)
+    # Every proxy serves exactly the new nodes, every one UP; the old containers are gone.
+    for proxy in scenario.hosts("proxy"):
+        servers = scenario.backend_servers(proxy)
+        assert sorted(s["server"] for s in servers if s["backend"] == "agents") == after_agents
+        assert sorted(s["server"] for s in servers if s["backend"] == "users") == sorted(after_agents + after_users)
+        assert {s["status"] for s in servers} == {"UP"}, servers
+    running = subprocess.run(["docker", "ps", "--format", "{{.Names}}"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert not set(before_agents + before_users) & set(running)
+    # The new nodes took traffic during the run, and afterwards every answer comes from the new version.
+    assert set(after_agents) & set(run["nodes"])
     after = scenario.steady("after-upgrade")
     assert set(after["versions"]) == {"1.1.0"}, after["versions"]
     assert after["errors"]["total"] == 0
