@@ -14,7 +14,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 SANITY_ROOT := .build/sanity/ansible_collections/fleetscale/split
 # ansible-test fetches its pip bootstrap from a host this machine cannot reach.
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_24_2.py
-MOLECULE_SCENARIOS ?= default
+MOLECULE_SCENARIOS ?= default failover tuning rolling drills
 # The lab: a fleet spec, or AGENTS=N for the same spec sized for N agents (written beside it,
 # so that its group_vars apply, as *.local.fleet.yml, which git ignores).
 LAB_SPEC ?= inventories/lab/lab.fleet.yml
@@ -28,7 +28,7 @@ help:
 	@echo "make test      lint, ansible-test sanity, unit tests and every molecule scenario"
 	@echo "make lab       build the node image, bring up the Docker lab and run the main job"
 	@echo "make lab-down  remove every container, network and volume of the lab"
-	@echo "make bench     run the benchmarks under bench/ and print their figures"
+	@echo "make bench     run the benchmarks under bench/ (the lab ones bring the lab up) and print their figures"
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -96,8 +96,13 @@ lab: collection node-image lab-spec
 lab-down: collection docker
 	ansible-playbook -i $(LAB_SPEC) playbooks/lab.yml -e lab_state=down
 
-bench: collection
+# The lab benchmarks need the lab up and deployed: `make bench` brings it up first.
+bench: collection node-image
 	python bench/inventory_speed.py
+	python bench/mysql_tuning.py
+	$(MAKE) lab
+	python bench/checkin_throughput.py --profile 15
+	python bench/rolling_replace.py
 
 clean:
 	rm -rf .build .pytest_cache .ruff_cache .hypothesis
