@@ -278,7 +278,7 @@ def next_nodes(plan, tier, count=1, taken=()):
 
 def _index_parser(pattern, tier):
     """name (or index) -> index, the inverse of the naming pattern."""
-    head, _, rest = pattern.partition("{index")
+    head, _sep, rest = pattern.partition("{index")
     regex = re.compile("^%s([0-9]+)%s$" % (re.escape(head), re.escape(rest.partition("}")[2])))
 
     def index_of(name_or_index):
