@@ -2,9 +2,12 @@
 """Benchmark: the check-in write workload on MariaDB under three tunings of one container.
 
 One database container (tuning-bench-db, systemd, fleetscale/node:bookworm) with a fixed
-memory limit holds a full shard of the reference check-in schema
-(roles/database/files/shard_schema.sql): 50,000 agents and 100 check-ins of history each,
-about 0.9 GB, several times Debian's 128 MiB buffer pool. sysbench runs the web tier's
+memory limit (2 GiB) holds one database of the reference check-in schema
+(roles/database/files/shard_schema.sql): by default 1,000,000 agents and 10 check-ins of
+history each, about 2.3 GB on disk, more than the container's memory and eighteen times
+Debian's 128 MiB buffer pool. Every check-in touches one random agent's rows, so the pages
+a transaction needs are spread over the whole agents table and check-in index (about
+1 GB): what the buffer pool does not hold is read from the disk. sysbench runs the web tier's
 check-in transaction (bench/checkin.lua: insert the check-in, upsert the agent, hand out
 its commands, commit) inside the container, over the server's socket, with strict
 durability (innodb_flush_log_at_trx_commit = 1, binary log with sync_binlog = 1) for:
@@ -17,7 +20,9 @@ durability (innodb_flush_log_at_trx_commit = 1, binary log with sync_binlog = 1)
              database role renders its configuration from), for the same container;
 
 and, reported apart, `tuned` with the relaxed durability profile. Each configuration
-starts the server cold (no buffer pool dump or load), warms up, then is measured; three
+starts the server cold (no buffer pool dump or load), reads the indexes the workload uses
+once (so each buffer pool starts as full as it can be, whatever its size), runs the
+workload to warm up, then is measured; three
 rounds in alternating order, medians reported, with the machine's load average beside
 each run (a busy machine makes tps and p95 noisy), and what each transaction costs the
 disk (buffer pool reads, pages written back, redo bytes), which CPU contention does not
@@ -58,10 +63,13 @@ CONFIG = "/etc/mysql/mariadb.conf.d/70-bench.cnf"
 SCHEMA = "bench"
 WORKLOAD = "/root/checkin.lua"
 
-# The shard: the default plan's 50,000 agents per database, 100 check-ins of history each.
-FLEET_SPEC = {"agents": 50000, "tenant_count": 4}
-HISTORY = 100
-LOAD_BATCH_AGENTS = 5000
+TENANTS = 4
+# Rows per INSERT ... SELECT while loading: big enough to be quick, small enough for the loading pool.
+LOAD_BATCH_ROWS = 500_000
+# The indexes every check-in reads or changes, read once before each configuration's warm-up.
+PRELOAD = ("SELECT COUNT(*) FROM agents FORCE INDEX (PRIMARY)",
+           "SELECT COUNT(*) FROM agents FORCE INDEX (idx_agents_online_seen)",
+           "SELECT COUNT(*) FROM checkins FORCE INDEX (uq_checkins_agent_seq)")
 # The role's connection inputs (roles/database/defaults/main.yml).
 ROLE_INPUTS = {"workers_per_node": 4, "pool_size": 4, "app_connections": 4, "admin_connections": 20}
 # What each transaction costs the disk: pages read into the buffer pool, pages the
@@ -106,18 +114,23 @@ def dedicated_server(memory_mb, vcpus):
     return {"innodb_buffer_pool_size": pool, "innodb_log_file_size": redo}
 
 
-def collection_tuning(memory_mb, limit_mb, vcpus, version, data_size_mb, durability):
+def fleet_spec(agents):
+    """The plan of the data set: its agents on one database (the planned load the tuning sizes for)."""
+    return {"agents": agents, "tenant_count": TENANTS, "model": {"agents_per_db": agents}}
+
+
+def collection_tuning(memory_mb, limit_mb, vcpus, version, data_size_mb, durability, agents):
     """The mysql_tuning filter's result for the container, as the database role computes it."""
     inputs = dict(ROLE_INPUTS, memory_mb=memory_mb, memory_limit_mb=limit_mb, vcpus=vcpus, version=version,
                   data_size_mb=data_size_mb, durability=durability, shard=1)
-    return tuning.mysql_tuning(inputs, fleet_plan.build_plan(FLEET_SPEC))
+    return tuning.mysql_tuning(inputs, fleet_plan.build_plan(fleet_spec(agents)))
 
 
-def configurations(memory_mb, limit_mb, vcpus, version, data_size_mb):
+def configurations(memory_mb, limit_mb, vcpus, version, data_size_mb, agents):
     """name -> (one-line description, server variables on top of BASE)."""
     dedicated = dedicated_server(limit_mb, vcpus)
-    strict = collection_tuning(memory_mb, limit_mb, vcpus, version, data_size_mb, "strict")
-    relaxed = collection_tuning(memory_mb, limit_mb, vcpus, version, data_size_mb, "relaxed")
+    strict = collection_tuning(memory_mb, limit_mb, vcpus, version, data_size_mb, "strict", agents)
+    relaxed = collection_tuning(memory_mb, limit_mb, vcpus, version, data_size_mb, "relaxed", agents)
     return {
         "debian": ("Debian defaults (pool 128M, redo 96M)", {}),
         "dedicated": ("innodb_dedicated_server formula for %d MiB, %d vCPUs (pool %s, redo %s)"
@@ -259,21 +272,22 @@ def configure(variables):
                            % (live, expected_pool(variables)))
 
 
-def load(agents, tenants):
+def load(agents, tenants, history):
     """The shard schema, its agents and their check-in history (the Sequence engine generates them)."""
     configure(LOADING)
     sql("DROP DATABASE IF EXISTS %s; CREATE DATABASE %s" % (SCHEMA, SCHEMA))
     node("mariadb %s < /root/shard_schema.sql" % SCHEMA)
     name = "CONCAT('tenant-', LPAD(a.seq %% %d + 1, 3, '0')), CONCAT('agent-', LPAD(a.seq, 7, '0'))" % tenants
     sql("INSERT INTO agents (tenant, agent_id, last_seq, status, online, last_seen, first_seen) "
-        "SELECT %s, %d, 'ok', 1, NOW(3), NOW(3) - INTERVAL 30 DAY FROM seq_1_to_%d a" % (name, HISTORY, agents),
+        "SELECT %s, %d, 'ok', 1, NOW(3), NOW(3) - INTERVAL 30 DAY FROM seq_1_to_%d a" % (name, history, agents),
         SCHEMA)
-    for first in range(1, agents + 1, LOAD_BATCH_AGENTS):
-        last = min(agents, first + LOAD_BATCH_AGENTS - 1)
+    batch = max(1, LOAD_BATCH_ROWS // history)
+    for first in range(1, agents + 1, batch):
+        last = min(agents, first + batch - 1)
         sql("INSERT INTO checkins (tenant, agent_id, seq, status, received_at, served_by) "
             "SELECT %s, s.seq, 'ok', NOW(3) - INTERVAL (%d - s.seq) * 200 SECOND - INTERVAL a.seq MICROSECOND, "
             "'web-agent-01' FROM seq_%d_to_%d a JOIN seq_1_to_%d s ORDER BY a.seq, s.seq"
-            % (name, HISTORY, first, last, HISTORY), SCHEMA)
+            % (name, history, first, last, history), SCHEMA)
     sql("ANALYZE TABLE agents, checkins", SCHEMA)
     return int(sql("SELECT SUM(data_length + index_length) DIV 1048576 FROM information_schema.TABLES "
                    "WHERE table_schema = '%s'" % SCHEMA))
@@ -283,6 +297,14 @@ def server_status():
     rows = sql("SHOW GLOBAL STATUS WHERE Variable_name IN (%s)"
                % ", ".join("'%s'" % name for name in ("Com_commit", *IO_COUNTERS.values())))
     return {name: int(value) for name, value in (line.split("\t") for line in rows.splitlines())}
+
+
+def preload():
+    """Read the workload's indexes once: a pool that can hold them starts warm, a small one does not."""
+    started = time.monotonic()
+    for statement in PRELOAD:
+        sql(statement, SCHEMA)
+    return time.monotonic() - started
 
 
 def sysbench(agents, tenants, threads, seconds, run_id):
@@ -300,25 +322,27 @@ def sysbench(agents, tenants, threads, seconds, run_id):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--memory-mb", type=int, default=2048, help="memory limit of the container (MiB)")
+    parser.add_argument("--agents", type=int, default=1_000_000, help="agents in the data set")
+    parser.add_argument("--history", type=int, default=10, help="check-ins of history per agent")
     parser.add_argument("--threads", type=int, default=16, help="sysbench threads (connections)")
-    parser.add_argument("--warmup", type=int, default=15, help="seconds of load before each measurement")
-    parser.add_argument("--seconds", type=int, default=20, help="seconds measured per configuration and round")
+    parser.add_argument("--warmup", type=int, default=30, help="seconds of load before each measurement")
+    parser.add_argument("--seconds", type=int, default=30, help="seconds measured per configuration and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over every configuration (alternating order)")
     parser.add_argument("--keep", action="store_true", help="leave the container and its network running")
     args = parser.parse_args()
 
     started = time.monotonic()
-    agents, tenants = FLEET_SPEC["agents"], FLEET_SPEC["tenant_count"]
+    agents, tenants = args.agents, TENANTS
     print("bench/mysql_tuning.py: %s with --memory %dm, %d agents x %d check-ins of history"
-          % (CONTAINER, args.memory_mb, agents, HISTORY), flush=True)
+          % (CONTAINER, args.memory_mb, agents, args.history), flush=True)
     try:
         create(args.memory_mb)
         install()
-        data_mb = load(agents, tenants)
+        data_mb = load(agents, tenants, args.history)
         memory_mb = int(node("awk '/^MemTotal:/ {print $2}' /proc/meminfo").stdout) // 1024
         vcpus = int(node("nproc --all").stdout)
         version = sql("SELECT VERSION()").split("-")[0]
-        configs = configurations(memory_mb, args.memory_mb, vcpus, version, data_mb)
+        configs = configurations(memory_mb, args.memory_mb, vcpus, version, data_mb, agents)
         print("data set %d MiB (Debian's buffer pool: 128 MiB), loaded in %.0f s; %d vCPUs, MariaDB %s"
               % (data_mb, time.monotonic() - started, vcpus, version), flush=True)
         runs = []
@@ -326,6 +350,7 @@ def main():
         for round_number in range(args.rounds):
             for name in order if round_number % 2 == 0 else order[::-1]:
                 configure(configs[name][1])
+                preload_s = preload()
                 run_id = len(runs) + 1
                 sysbench(agents, tenants, args.threads, args.warmup, 100 + run_id)
                 before = server_status()
@@ -335,7 +360,7 @@ def main():
                 # tps and p95, not in the I/O per transaction.
                 load_1m = os.getloadavg()[0]
                 runs.append({"config": name, "round": round_number + 1, "tps": tps, "p95_ms": p95, "errors": errors,
-                             "loadavg_1m": load_1m, **io})
+                             "loadavg_1m": load_1m, "preload_s": preload_s, **io})
                 print("  round %d %-14s %8.0f tps  p95 %7.1f ms  %5.2f reads %5.2f page writes/txn  (load %.1f)"
                       % (round_number + 1, name, tps, p95, io["reads"], io["page_writes"], load_1m), flush=True)
     finally:
@@ -347,9 +372,10 @@ def main():
     strict = {name: figures for name, figures in summary.items() if name != "tuned-relaxed"}
     descriptions = {name: description for name, (description, _variables) in configs.items()}
     text = ("Strict durability (innodb_flush_log_at_trx_commit = 1, sync_binlog = 1), %d threads, %d s per run, "
-            "%d round(s) (medians), container limit %d MiB, data %d MiB:\n\n%s\n\nRelaxed profile, apart:\n\n%s\n"
-            % (args.threads, args.seconds, args.rounds, args.memory_mb, data_mb, table(strict, descriptions),
-               table(summary, descriptions)))
+            "%d round(s) (medians), container limit %d MiB, %d agents x %d check-ins of history = %d MiB of data:"
+            "\n\n%s\n\nRelaxed profile, apart:\n\n%s\n"
+            % (args.threads, args.seconds, args.rounds, args.memory_mb, agents, args.history, data_mb,
+               table(strict, descriptions), table(summary, descriptions)))
     print("\n" + text)
     print("relaxed vs strict (tuned): tps x%.2f, p95 x%.2f; whole run %.0f s"
           % (summary["tuned-relaxed"]["tps"] / summary["tuned"]["tps"],
@@ -358,7 +384,8 @@ def main():
     stamp = time.strftime("%Y%m%dT%H%M%S")
     (OUT / ("mysql_tuning-%s.md" % stamp)).write_text(text)
     (OUT / ("mysql_tuning-%s.json" % stamp)).write_text(json.dumps({
-        "memory_mb": args.memory_mb, "data_mb": data_mb, "threads": args.threads, "seconds": args.seconds,
+        "memory_mb": args.memory_mb, "agents": agents, "history": args.history, "data_mb": data_mb,
+        "threads": args.threads, "seconds": args.seconds,
         "configurations": {name: {"description": d, "variables": v} for name, (d, v) in configs.items()},
         "runs": runs, "summary": summary}, indent=2, default=str))
     return 0
