@@ -1,7 +1,8 @@
 """Rolling add-then-remove replacement under a constant agent load, proven end to end.
 
-The tests run in order on one lab: a broken new node is rolled back, then a rolling upgrade
-replaces every web node with a node of the new version (the same replacement with a new release).
+The tests run in order on one lab: a broken new node is rolled back (surge 1), then a rolling
+upgrade replaces every web node with a node of the new version (the same replacement with a new
+release), two nodes at a time (surge 2).
 Each drives the agent simulator (tools/agentsim) at LOAD_RATE check-ins/s through the first proxy
 for the whole operation, stops it once the playbook is done, and proves from its report and ledger
 that no request failed and that every acknowledged check-in is in its shard's database. The
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -68,14 +70,15 @@ class Scenario:
         return path
 
     def proxy_url(self) -> str:
+        """The first proxy node's own address on the scenario's network: no docker-proxy in the path."""
         data = self.inventory_list()
         hostvars = data["_meta"]["hostvars"]
         proxy = next(h for h in data["proxy"]["hosts"] if hostvars[h]["fleet_index"] == 1)
-        for spec in hostvars[proxy]["lab_published_ports"]["1"]:
-            address, port, inner = spec.split(":")
-            if inner == "80":
-                return f"http://{address}:{port}"
-        raise AssertionError("the first proxy publishes no port 80 on 127.0.0.1")
+        return f"http://{hostvars[proxy]['fleet_address']}:80"
+
+    def allow(self) -> list[str]:
+        """The simulator's --allow-network for that address, and nothing else."""
+        return ["--allow-network", f"{urlsplit(self.proxy_url()).hostname}/32"]
 
     def playbook(self, name: str, extra: dict[str, Any]) -> tuple[subprocess.CompletedProcess[str], float]:
         started = time.monotonic()
@@ -94,7 +97,7 @@ class Scenario:
         report = self.workdir / f"{label}.json"
         run = self.agentsim("run", "--url", self.proxy_url(), "--plan", str(self.plan_file()),
                             "--rate", str(LOAD_RATE), "--duration", str(STEADY_SECONDS), "--json", str(report),
-                            "--label", label)
+                            "--label", label, *self.allow())
         _, err = run.communicate(timeout=STEADY_SECONDS + 60)
         assert run.returncode == 0, err
         return json.loads(report.read_text())
@@ -107,7 +110,7 @@ class Scenario:
         ledger = self.workdir / f"{label}.jsonl"
         run = self.agentsim("run", "--url", self.proxy_url(), "--plan", str(plan), "--rate", str(LOAD_RATE),
                             "--duration", str(LOAD_MAX_SECONDS), "--json", str(report), "--ledger", str(ledger),
-                            "--label", label)
+                            "--label", label, *self.allow())
         try:
             time.sleep(3)
             assert run.poll() is None, run.stderr.read() if run.stderr else "the simulator stopped"
@@ -179,12 +182,23 @@ def test_rolling_upgrade_replaces_every_web_node_under_load(scenario: Scenario) 
     before_agents, before_users = scenario.hosts("web_agent"), scenario.hosts("web_user")
     steady = scenario.steady("steady")
     assert set(steady["versions"]) == {"1.0.0"}, steady["versions"]
+    # Surge 2: both agent nodes are replaced in one batch (capacity never drops: four serve during it),
+    # the user node in a second one; the replacement with surge 1 is the broken-node test's.
+    report = scenario.workdir / "upgrade-report.json"
     done, seconds, run, check = scenario.under_load("upgrade", "rolling_upgrade.yml", {
-        "rolling_node_vars": {"web_checkin_version": "1.1.0"}})
+        "rolling_node_vars": {"web_checkin_version": "1.1.0"}, "rolling_surge": 2,
+        "rolling_report_file": str(report)})
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     print(report_line("replace every web node (rolling upgrade 1.0.0 -> 1.1.0)", run, seconds,
                       steady["latency_ms"]["p99"]))
+    batches = json.loads(report.read_text())["batches"]
+    for batch in batches:
+        print(f"[rolling]   {', '.join(batch['replaced'])} -> {', '.join(batch['by'])}: {batch['seconds']:.0f} s "
+              f"({', '.join(f'{phase} {s:.0f}' for phase, s in batch['phases'])})")
     assert_no_failure(run, check)
+    # One batch per tier: the two agent nodes together, then the user node.
+    assert sorted(len(batch["replaced"]) for batch in batches) == sorted([len(before_agents), len(before_users)]), (
+        batches)
 
     # The inventory moved on: only new names, as many as before.
     after_agents, after_users = scenario.hosts("web_agent"), scenario.hosts("web_user")
