@@ -293,6 +293,42 @@ def load(agents, tenants, history):
                    "WHERE table_schema = '%s'" % SCHEMA))
 
 
+# What a buffer pool miss and a commit's flush cost on this disk, measured where the data lives:
+# random 16 KiB reads that bypass the page cache, and 4 KiB appends each made durable.
+DISK_PROBE = r"""
+import mmap, os, random, time
+path = "/var/lib/mysql/disk-probe.bin"
+fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+block = b"x" * 4096
+started = time.perf_counter()
+for _ in range(300):
+    os.write(fd, block)
+    os.fdatasync(fd)
+flush_ms = (time.perf_counter() - started) / 300 * 1000
+chunk = b"y" * (1 << 20)
+for _ in range(512):
+    os.write(fd, chunk)
+os.fsync(fd)
+os.close(fd)
+fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+buffer = mmap.mmap(-1, 16384)
+pages = (512 << 20) // 16384
+started = time.perf_counter()
+for _ in range(2000):
+    os.preadv(fd, [buffer], random.randrange(pages) * 16384)
+read_ms = (time.perf_counter() - started) / 2000 * 1000
+os.close(fd)
+os.unlink(path)
+print("%.3f %.3f" % (read_ms, flush_ms))
+"""
+
+
+def disk_latency():
+    """(ms per random 16 KiB O_DIRECT read, ms per 4 KiB write + fdatasync) on the data directory's disk."""
+    read_ms, flush_ms = node("python3 -", stdin=DISK_PROBE).stdout.split()
+    return float(read_ms), float(flush_ms)
+
+
 def server_status():
     rows = sql("SHOW GLOBAL STATUS WHERE Variable_name IN (%s)"
                % ", ".join("'%s'" % name for name in ("Com_commit", *IO_COUNTERS.values())))
@@ -317,6 +353,29 @@ def sysbench(agents, tenants, threads, seconds, run_id):
 
 
 # --- main ---------------------------------------------------------------------------------
+
+
+def measure(configs, args, agents, tenants):
+    """Every configuration, round after round (alternating order): one dict of figures per run."""
+    runs = []
+    order = list(configs)
+    for round_number in range(args.rounds):
+        for name in order if round_number % 2 == 0 else order[::-1]:
+            configure(configs[name][1])
+            preload_s = preload()
+            run_id = len(runs) + 1
+            sysbench(agents, tenants, args.threads, args.warmup, 100 + run_id)
+            before = server_status()
+            tps, p95, errors = sysbench(agents, tenants, args.threads, args.seconds, run_id)
+            io = io_per_transaction(before, server_status())
+            # The machine's load next to each figure: other work on it shows up as noise in
+            # tps and p95, not in the I/O per transaction.
+            load_1m = os.getloadavg()[0]
+            runs.append({"config": name, "round": round_number + 1, "tps": tps, "p95_ms": p95, "errors": errors,
+                         "loadavg_1m": load_1m, "preload_s": preload_s, **io})
+            print("  round %d %-14s %8.0f tps  p95 %7.1f ms  %5.2f reads %5.2f page writes/txn  (load %.1f)"
+                  % (round_number + 1, name, tps, p95, io["reads"], io["page_writes"], load_1m), flush=True)
+    return runs
 
 
 def main():
@@ -345,24 +404,10 @@ def main():
         configs = configurations(memory_mb, args.memory_mb, vcpus, version, data_mb, agents)
         print("data set %d MiB (Debian's buffer pool: 128 MiB), loaded in %.0f s; %d vCPUs, MariaDB %s"
               % (data_mb, time.monotonic() - started, vcpus, version), flush=True)
-        runs = []
-        order = list(configs)
-        for round_number in range(args.rounds):
-            for name in order if round_number % 2 == 0 else order[::-1]:
-                configure(configs[name][1])
-                preload_s = preload()
-                run_id = len(runs) + 1
-                sysbench(agents, tenants, args.threads, args.warmup, 100 + run_id)
-                before = server_status()
-                tps, p95, errors = sysbench(agents, tenants, args.threads, args.seconds, run_id)
-                io = io_per_transaction(before, server_status())
-                # The machine's load next to each figure: other work on it shows up as noise in
-                # tps and p95, not in the I/O per transaction.
-                load_1m = os.getloadavg()[0]
-                runs.append({"config": name, "round": round_number + 1, "tps": tps, "p95_ms": p95, "errors": errors,
-                             "loadavg_1m": load_1m, "preload_s": preload_s, **io})
-                print("  round %d %-14s %8.0f tps  p95 %7.1f ms  %5.2f reads %5.2f page writes/txn  (load %.1f)"
-                      % (round_number + 1, name, tps, p95, io["reads"], io["page_writes"], load_1m), flush=True)
+        read_ms, flush_ms = disk_latency()
+        print("the data directory's disk: a random 16 KiB read (O_DIRECT) %.3f ms, a 4 KiB write + fdatasync %.3f ms"
+              % (read_ms, flush_ms), flush=True)
+        runs = measure(configs, args, agents, tenants)
     finally:
         if not args.keep:
             remove_own("container", CONTAINER)
@@ -372,10 +417,11 @@ def main():
     strict = {name: figures for name, figures in summary.items() if name != "tuned-relaxed"}
     descriptions = {name: description for name, (description, _variables) in configs.items()}
     text = ("Strict durability (innodb_flush_log_at_trx_commit = 1, sync_binlog = 1), %d threads, %d s per run, "
-            "%d round(s) (medians), container limit %d MiB, %d agents x %d check-ins of history = %d MiB of data:"
+            "%d round(s) (medians), container limit %d MiB, %d agents x %d check-ins of history = %d MiB of data; "
+            "disk: random 16 KiB read %.3f ms, 4 KiB write + fdatasync %.3f ms:"
             "\n\n%s\n\nRelaxed profile, apart:\n\n%s\n"
-            % (args.threads, args.seconds, args.rounds, args.memory_mb, agents, args.history, data_mb,
-               table(strict, descriptions), table(summary, descriptions)))
+            % (args.threads, args.seconds, args.rounds, args.memory_mb, agents, args.history, data_mb, read_ms,
+               flush_ms, table(strict, descriptions), table(summary, descriptions)))
     print("\n" + text)
     print("relaxed vs strict (tuned): tps x%.2f, p95 x%.2f; whole run %.0f s"
           % (summary["tuned-relaxed"]["tps"] / summary["tuned"]["tps"],
@@ -385,6 +431,7 @@ def main():
     (OUT / ("mysql_tuning-%s.md" % stamp)).write_text(text)
     (OUT / ("mysql_tuning-%s.json" % stamp)).write_text(json.dumps({
         "memory_mb": args.memory_mb, "agents": agents, "history": args.history, "data_mb": data_mb,
+        "disk_read_16k_ms": read_ms, "disk_write_fdatasync_4k_ms": flush_ms,
         "threads": args.threads, "seconds": args.seconds,
         "configurations": {name: {"description": d, "variables": v} for name, (d, v) in configs.items()},
         "runs": runs, "summary": summary}, indent=2, default=str))
