@@ -39,7 +39,8 @@ def test_dedicated_server_formula_of_the_mysql_manual(memory_mb, vcpus, pool, re
 
 
 def test_tuned_configuration_is_sized_for_the_container_limit_not_the_machine():
-    configs = bench.configurations(memory_mb=24105, limit_mb=2048, vcpus=2, version="10.11.18", data_size_mb=830)
+    configs = bench.configurations(memory_mb=24105, limit_mb=2048, vcpus=2, version="10.11.18", data_size_mb=1769,
+                                   agents=1_000_000)
     assert list(configs) == ["debian", "dedicated", "tuned", "tuned-relaxed"]
     assert configs["debian"][1] == {}
     assert configs["dedicated"][1] == {"innodb_buffer_pool_size": "1G", "innodb_log_file_size": "1G"}
@@ -47,6 +48,12 @@ def test_tuned_configuration_is_sized_for_the_container_limit_not_the_machine():
     assert tuned["innodb_buffer_pool_size"] == "1280M"
     assert tuned["innodb_flush_log_at_trx_commit"] == 1 and tuned["sync_binlog"] == 1
     assert relaxed["innodb_flush_log_at_trx_commit"] == 2 and relaxed["sync_binlog"] == 0
+
+
+def test_the_data_set_is_planned_on_one_database():
+    plan = bench.fleet_plan.build_plan(bench.fleet_spec(1_000_000))
+    assert plan["tiers"]["database"]["nodes"] == 1
+    assert sum(tenant["agents"] for tenant in plan["tenants"]) == 1_000_000
 
 
 def test_render_puts_the_tuning_over_the_strict_base_and_drops_none():
