@@ -100,6 +100,7 @@ lab-down: collection docker
 bench: collection node-image
 	python bench/inventory_speed.py
 	python bench/mysql_tuning.py
+	python bench/mysql_tuning.py --disk-iops 3000
 	$(MAKE) lab
 	python bench/checkin_throughput.py --profile 15
 	python bench/rolling_replace.py
