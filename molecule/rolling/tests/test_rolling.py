@@ -37,6 +37,11 @@ PLAYBOOK_TIMEOUT = 1400
 AFTER_SECONDS = 5
 
 
+def allow(url: str) -> list[str]:
+    """The simulator's --allow-network for the address of `url`, and nothing else."""
+    return ["--allow-network", f"{urlsplit(url).hostname}/32"]
+
+
 def plain(value: Any) -> Any:
     """ansible-inventory's untrusted-string markers off."""
     if isinstance(value, dict):
@@ -76,10 +81,6 @@ class Scenario:
         proxy = next(h for h in data["proxy"]["hosts"] if hostvars[h]["fleet_index"] == 1)
         return f"http://{hostvars[proxy]['fleet_address']}:80"
 
-    def allow(self) -> list[str]:
-        """The simulator's --allow-network for that address, and nothing else."""
-        return ["--allow-network", f"{urlsplit(self.proxy_url()).hostname}/32"]
-
     def playbook(self, name: str, extra: dict[str, Any]) -> tuple[subprocess.CompletedProcess[str], float]:
         started = time.monotonic()
         done = subprocess.run(
@@ -95,9 +96,10 @@ class Scenario:
 
     def steady(self, label: str) -> dict[str, Any]:
         report = self.workdir / f"{label}.json"
-        run = self.agentsim("run", "--url", self.proxy_url(), "--plan", str(self.plan_file()),
+        url = self.proxy_url()
+        run = self.agentsim("run", "--url", url, "--plan", str(self.plan_file()),
                             "--rate", str(LOAD_RATE), "--duration", str(STEADY_SECONDS), "--json", str(report),
-                            "--label", label, *self.allow())
+                            "--label", label, *allow(url))
         _, err = run.communicate(timeout=STEADY_SECONDS + 60)
         assert run.returncode == 0, err
         return json.loads(report.read_text())
@@ -108,9 +110,10 @@ class Scenario:
         plan = self.plan_file()
         report = self.workdir / f"{label}.json"
         ledger = self.workdir / f"{label}.jsonl"
-        run = self.agentsim("run", "--url", self.proxy_url(), "--plan", str(plan), "--rate", str(LOAD_RATE),
+        url = self.proxy_url()
+        run = self.agentsim("run", "--url", url, "--plan", str(plan), "--rate", str(LOAD_RATE),
                             "--duration", str(LOAD_MAX_SECONDS), "--json", str(report), "--ledger", str(ledger),
-                            "--label", label, *self.allow())
+                            "--label", label, *allow(url))
         try:
             time.sleep(3)
             assert run.poll() is None, run.stderr.read() if run.stderr else "the simulator stopped"
