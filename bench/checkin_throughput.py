@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from labtools import allow, environment, plain
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results"
@@ -34,19 +35,6 @@ INVENTORY = ROOT / "inventories" / "lab" / "lab.fleet.yml"
 TARGET_PER_S = 1000.0
 
 
-def environment() -> dict[str, str]:
-    return dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), PYTHONPATH=str(ROOT / "tools" / "agentsim"),
-                ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"), ANSIBLE_NOCOLOR="1")
-
-
-def plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return plain(value["__ansible_unsafe"])
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
 
 
 def lab() -> tuple[str, Path, str, list[str]]:
@@ -66,10 +54,6 @@ def lab() -> tuple[str, Path, str, list[str]]:
     # docker-proxy, a userland copy loop that is part of the lab, not of the stack.
     return f"http://{hostvars[proxy]['fleet_address']}:80", plan, static, data["web_agent"]["hosts"]
 
-
-def allow(url: str) -> list[str]:
-    """The simulator's --allow-network for the proxy node: exactly its own address."""
-    return ["--allow-network", f"{urlsplit(url).hostname}/32"]
 
 
 def probe(url: str, plan: Path, path: str, start: float, factor: float, ceiling: float, seconds: float,

@@ -22,14 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from labtools import allow, environment, plain
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results"
@@ -39,19 +39,6 @@ P99_RATIO_TARGET = 2.0
 TIME_FACTOR_TARGET = 1.5
 
 
-def environment() -> dict[str, str]:
-    return dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), PYTHONPATH=str(ROOT / "tools" / "agentsim"),
-                ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"), ANSIBLE_NOCOLOR="1")
-
-
-def plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return plain(value["__ansible_unsafe"])
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
 
 
 def inventory() -> dict[str, Any]:
@@ -112,7 +99,6 @@ def main() -> int:
         sys.exit("no web node in the lab inventory: run `make lab` first")
     proxy = next(h for h in data["proxy"]["hosts"] if hostvars[h]["fleet_index"] == 1)
     url = f"http://{hostvars[proxy]['fleet_address']}:80"
-    allow = ["--allow-network", f"{urlsplit(url).hostname}/32"]
     plan = OUT / "rolling-plan.json"
     plan.write_text(json.dumps({"fleet_plan": hostvars[proxy]["fleet_plan"]}))
 
@@ -126,14 +112,14 @@ def main() -> int:
     print(f"2/3 steady load, {args.rate:g}/s for {args.steady_seconds:g} s ...", flush=True)
     steady_file = OUT / "rolling-steady.json"
     run = agentsim("run", "--url", url, "--plan", str(plan), "--rate", str(args.rate), "--duration",
-                   str(args.steady_seconds), "--json", str(steady_file), "--label", "steady", *allow)
+                   str(args.steady_seconds), "--json", str(steady_file), "--label", "steady", *allow(url))
     run.communicate(timeout=args.steady_seconds + 120)
     steady = json.loads(steady_file.read_text())
 
     print(f"3/3 replacing {len(web)} web nodes (surge {args.surge}) under {args.rate:g}/s ...", flush=True)
     during_file, ledger = OUT / "rolling-during.json", OUT / "rolling-during.jsonl"
     run = agentsim("run", "--url", url, "--plan", str(plan), "--rate", str(args.rate), "--duration", "3000",
-                   "--json", str(during_file), "--ledger", str(ledger), "--label", "during", *allow)
+                   "--json", str(during_file), "--ledger", str(ledger), "--label", "during", *allow(url))
     try:
         time.sleep(2)
         report_file = OUT / "rolling-report.json"
