@@ -519,9 +519,11 @@ def redo_bytes(rate, pool):
     """(bytes, one-line reason): about an hour of redo within the bounds."""
     hour_mb = rate * REDO_WINDOW_S * REDO_BYTES_PER_CHECKIN / MIB
     target = math.ceil(hour_mb / REDO_GRAIN_MB) * REDO_GRAIN_MB
-    quarter = pool // MIB // 4 // REDO_GRAIN_MB * REDO_GRAIN_MB
-    # The floor wins over the quarter of a small pool: the redo log costs disk, not memory.
-    cap = min(REDO_MAX_MB, max(REDO_MIN_MB, quarter))
+    # Redo beyond the pool buys nothing: the checkpoint cannot lag behind more changes than the pool holds dirty.
+    # Up to the pool it does: a smaller log forces flushing bursts on a slow disk (bench/mysql_tuning.py).
+    whole_pool = pool // MIB // REDO_GRAIN_MB * REDO_GRAIN_MB
+    # The floor wins over a small pool: the redo log costs disk, not memory.
+    cap = min(REDO_MAX_MB, max(REDO_MIN_MB, whole_pool))
     value = min(max(target, REDO_MIN_MB), cap)
     if target < REDO_MIN_MB:
         bound = "raised to the %d MiB floor" % REDO_MIN_MB
@@ -529,13 +531,13 @@ def redo_bytes(rate, pool):
         bound = "rounded up to %d MiB" % REDO_GRAIN_MB
     elif cap == REDO_MAX_MB:
         bound = "capped at %d MiB" % REDO_MAX_MB
-    elif cap == quarter:
-        bound = "capped at a quarter of the buffer pool"
+    elif cap == whole_pool:
+        bound = "capped at the buffer pool's size"
     else:
-        bound = "capped at the %d MiB floor (a quarter of the pool is less)" % REDO_MIN_MB
+        bound = "capped at the %d MiB floor (the pool is smaller)" % REDO_MIN_MB
     reason = ("about an hour of redo: %.6g check-ins/s x %d KiB x %d s = %.0f MiB, %s (bounds: %d MiB to "
-              "min(%d MiB, pool/4))" % (rate, REDO_BYTES_PER_CHECKIN // KIB, REDO_WINDOW_S, hour_mb, bound,
-                                        REDO_MIN_MB, REDO_MAX_MB))
+              "min(%d MiB, pool))" % (rate, REDO_BYTES_PER_CHECKIN // KIB, REDO_WINDOW_S, hour_mb, bound,
+                                      REDO_MIN_MB, REDO_MAX_MB))
     return value * MIB, reason
 
 

@@ -170,7 +170,7 @@ def test_filter_works_and_refuses_in_a_real_play(tmp_path):
     tasks = json.loads(done.stdout)["plays"][0]["tasks"]
     config = json.loads(tasks[0]["hosts"]["localhost"]["msg"])
     assert config["max_connections"] == 66
-    assert config["innodb_log_file_size"] == "128M"  # the 256 MiB floor over two files
+    assert config["innodb_log_file_size"] == "352M"  # an hour of 100 check-ins/s (704 MiB) over two files
     assert config["innodb_log_files_in_group"] == 2
     assert config["thread_stack"] == "1M"
     assert "innodb_redo_log_capacity" not in config

@@ -184,13 +184,14 @@ def test_data_well_inside_memory_is_always_covered(version, memory_mb, vcpus, sh
 # --- redo log --------------------------------------------------------------------------------
 
 
-# An hour of redo is rate x 2 KiB x 3600 s, rounded up to 64 MiB, between 256 MiB and min(8 GiB, pool / 4).
+# An hour of redo is rate x 2 KiB x 3600 s, rounded up to 64 MiB, between 256 MiB and min(8 GiB, pool).
 @pytest.mark.parametrize(("changes", "name", "size_mb", "words"), [
     ({"checkin_rate_per_second": 0}, "innodb_log_file_size", 256, "raised to the 256 MiB floor"),
     ({}, "innodb_log_file_size", 704, "= 703 MiB, rounded up to 64 MiB"),
-    ({"checkin_rate_per_second": 1000}, "innodb_log_file_size", 1472, "capped at a quarter of the buffer pool"),
-    ({"memory_mb": 2048}, "innodb_log_file_size", 320, "capped at a quarter of the buffer pool"),
-    ({"memory_mb": 1024}, "innodb_log_file_size", 256, "capped at the 256 MiB floor"),
+    ({"checkin_rate_per_second": 1000}, "innodb_log_file_size", 5888, "capped at the buffer pool's size"),
+    ({"memory_mb": 2048}, "innodb_log_file_size", 704, "= 703 MiB, rounded up to 64 MiB"),
+    ({"memory_mb": 1024}, "innodb_log_file_size", 576, "capped at the buffer pool's size"),
+    ({"memory_mb": 512}, "innodb_log_file_size", 256, "capped at the 256 MiB floor (the pool is smaller)"),
     ({"flavor": "mysql", "memory_mb": 65536, "checkin_rate_per_second": 1000}, "innodb_redo_log_capacity", 7040,
      "rounded up"),
     ({"flavor": "mysql", "memory_mb": 65536, "checkin_rate_per_second": 5000}, "innodb_redo_log_capacity", 8192,
@@ -210,8 +211,8 @@ def test_redo_bounds_property(rate, pool):
     hour = rate * 3600 * 2 * KIB
     assert 256 * MIB <= size <= 8192 * MIB
     assert size % (64 * MIB) == 0
-    assert size <= max(256 * MIB, pool // 4)
-    if 256 * MIB <= hour <= min(8192 * MIB, pool // 4) - 64 * MIB:
+    assert size <= max(256 * MIB, pool)
+    if 256 * MIB <= hour <= min(8192 * MIB, pool) - 64 * MIB:
         assert hour <= size < hour + 64 * MIB
     assert reason
 
@@ -393,7 +394,7 @@ def test_a_shard_takes_its_share_of_the_plans_rate():
     # 200 check-ins/s x 2 KiB x 3600 s = 1406.25 MiB, rounded up to 1408
     assert values(result)["innodb_log_file_size"] == 1408 * MIB
     whole = tuning.mysql_tuning({"memory_mb": 16384}, fleet_plan)
-    assert values(whole)["innodb_log_file_size"] == 3008 * MIB  # 4219 MiB capped at a quarter of the pool
+    assert values(whole)["innodb_log_file_size"] == 4224 * MIB  # 4219 MiB, within the pool
 
 
 # --- the memory guard ----------------------------------------------------------------------------
