@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labtools import allow, environment, plain
+from labtools import allow, environment, first_proxy, plain
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results"
@@ -43,7 +43,7 @@ def lab() -> tuple[str, Path, str, list[str]]:
                           capture_output=True, text=True, check=True)
     data = plain(json.loads(done.stdout))
     hostvars = data["_meta"]["hostvars"]
-    proxy = next(h for h in data["proxy"]["hosts"] if hostvars[h]["fleet_index"] == 1)
+    proxy = first_proxy(data)
     static = hostvars[proxy].get("web_nginx_static_probe_path")
     if not static:
         sys.exit("the lab sets no web_nginx_static_probe_path (inventories/lab/group_vars/all/lab.yml)")

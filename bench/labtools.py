@@ -31,3 +31,9 @@ def plain(value: Any) -> Any:
 def allow(url: str) -> list[str]:
     """The simulator's --allow-network for the proxy node: exactly its own address."""
     return ["--allow-network", f"{urlsplit(url).hostname}/32"]
+
+
+def first_proxy(inventory: dict[str, Any]) -> str:
+    """The proxy with the lowest node index in `ansible-inventory --list` output (a replaced proxy-01 is gone)."""
+    hostvars = inventory["_meta"]["hostvars"]
+    return min(inventory["proxy"]["hosts"], key=lambda host: hostvars[host]["fleet_index"])

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labtools import allow, environment, plain
+from labtools import allow, environment, first_proxy, plain
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results"
@@ -97,7 +97,7 @@ def main() -> int:
     web = sorted(data.get("web_agent", {}).get("hosts", []) + data.get("web_user", {}).get("hosts", []))
     if not web:
         sys.exit("no web node in the lab inventory: run `make lab` first")
-    proxy = next(h for h in data["proxy"]["hosts"] if hostvars[h]["fleet_index"] == 1)
+    proxy = first_proxy(data)
     url = f"http://{hostvars[proxy]['fleet_address']}:80"
     plan = OUT / "rolling-plan.json"
     plan.write_text(json.dumps({"fleet_plan": hostvars[proxy]["fleet_plan"]}))

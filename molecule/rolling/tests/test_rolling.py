@@ -78,7 +78,7 @@ class Scenario:
         """The first proxy node's own address on the scenario's network: no docker-proxy in the path."""
         data = self.inventory_list()
         hostvars = data["_meta"]["hostvars"]
-        proxy = next(h for h in data["proxy"]["hosts"] if hostvars[h]["fleet_index"] == 1)
+        proxy = min(data["proxy"]["hosts"], key=lambda host: hostvars[host]["fleet_index"])
         return f"http://{hostvars[proxy]['fleet_address']}:80"
 
     def playbook(self, name: str, extra: dict[str, Any]) -> tuple[subprocess.CompletedProcess[str], float]:
