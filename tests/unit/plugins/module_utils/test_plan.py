@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.fleetscale.split.plugins.module_utils import plan
@@ -128,13 +128,17 @@ def test_more_agents_never_means_fewer_nodes(model, agents, more):
 
 @settings(max_examples=200, deadline=None)
 @given(MODELS, st.integers(min_value=1, max_value=5_000_000))
+# Rounded to 6 places, this plan's agent web utilisation (0.0711179...) reads 0.071118.
+@example({"checkin_ratio": 1.0, "target_utilisation": 0.07111798313096768, "web_agent_capacity_rps": 1.09765625,
+          "concurrent_users": 0, "proxy_capacity_rps": 100.0}, 1_240_882)
 def test_losing_any_one_node_keeps_utilisation_at_or_under_one(model, agents):
     result = _plan(agents, model)
     for name in STATELESS:
         tier = result["tiers"][name]
         assert tier["utilisation_after_loss"] is not None, name
-        assert tier["utilisation_after_loss"] <= 1.0 + 1e-9, (name, tier)
-        assert tier["utilisation"] <= model["target_utilisation"] + 1e-9 or name == "web_user"
+        # The plan reports utilisation rounded to 6 places: it may read up to half a millionth above the target.
+        assert tier["utilisation_after_loss"] <= 1.0 + 5e-7, (name, tier)
+        assert tier["utilisation"] <= model["target_utilisation"] + 5e-7 or name == "web_user"
 
 
 @settings(max_examples=100, deadline=None)
