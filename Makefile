@@ -98,6 +98,7 @@ lab-down: collection docker
 
 # The lab benchmarks need the lab up and deployed: `make bench` brings it up first.
 bench: collection node-image
+	@command -v wrk >/dev/null || apt-get install -y wrk || { echo "make bench: install wrk (Debian's package)" >&2; exit 2; }
 	python bench/inventory_speed.py
 	python bench/mysql_tuning.py
 	python bench/mysql_tuning.py --disk-iops 3000
