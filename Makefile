@@ -92,16 +92,10 @@ lab: collection node-image lab-spec
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/lab_job.yml
 
-# Every container and network that carries the lab label (the lab's and molecule's). The spec's
-# replacements record (and a rolling run's journal) names nodes that are gone with them: the next
-# `make lab` builds the spec's own nodes again, proxy-01 with the published ports.
+# Every container and network that carries the lab label (the lab's and molecule's), and the
+# spec's replacements record (playbooks/lab.yml).
 lab-down: collection docker
 	ansible-playbook -i $(LAB_SPEC) playbooks/lab.yml -e lab_state=down
-	@record=$$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get("replacements_file") or "")' \
-	  $(LAB_SPEC)); \
-	if [ -n "$$record" ]; then \
-	  rm -fv "$(dir $(LAB_SPEC))$$record" "$(dir $(LAB_SPEC))$${record%.y*ml}.journal.yml"; \
-	fi
 
 # The lab benchmarks need the lab up and deployed: `make bench` brings it up first.
 bench: collection node-image

@@ -32,15 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import wrkload
-from labtools import ROOT as LAB_ROOT
-from labtools import allow, environment, first_proxy, plain
+from labtools import ROOT, allow, environment, first_proxy, plain
 
 # The simulator ships as a tool directory, not an installed package.
-sys.path.insert(0, str(LAB_ROOT / "tools" / "agentsim"))
+sys.path.insert(0, str(ROOT / "tools" / "agentsim"))
 from agentsim.plan import FleetPlan, load_plan
 from agentsim.roster import Roster
+from agentsim.verify import DockerExecReader
 
-ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
 INVENTORY = ROOT / "inventories" / "lab" / "lab.fleet.yml"
@@ -75,10 +74,10 @@ def write_roster(plan: FleetPlan, path: Path) -> Path:
 
 
 def rows_since(plan: FleetPlan, seq_base: int) -> int:
-    """Check-in rows with seq >= seq_base in every shard of the plan (docker exec into the shard's node)."""
+    """Check-in rows with seq >= seq_base in every shard of the plan (through the shard's node, as `verify` reads)."""
     total = 0
     for shard in plan.shards:
-        done = subprocess.run(["docker", "exec", "-i", shard.host, "mysql", "-N", "-B", shard.schema],
+        done = subprocess.run(DockerExecReader().command(shard),
                               input=f"SELECT COUNT(*) FROM checkins WHERE seq >= {int(seq_base)}",
                               capture_output=True, text=True, check=False, timeout=300)
         if done.returncode != 0:
@@ -99,13 +98,13 @@ def wrk_probe(url: str, plan_file: Path, static: str, slo: float, seconds: float
         before, children, started = cpu_ticks(), os.times(), time.monotonic()
         step = wrkload.run_step(url, connections, seconds, "checkin", "/agent/checkin", roster, seq_base)
         after, children_after, elapsed = cpu_ticks(), os.times(), time.monotonic() - started
-        shares = cpu_percent(before, after, elapsed)
+        machine, shares = cpu_percent(before, after, elapsed)
         # wrk has exited by the second reading of /proc: its CPU comes from this process's children.
         spent = (children_after.children_user + children_after.children_system
                  - children.children_user - children.children_system)
         shares["wrk (the load generator)"] = round(spent / elapsed * 100, 1)
-        shares["(all)"] = round(shares["(all)"] + shares["wrk (the load generator)"], 1)
-        cpu[connections] = dict(sorted(shares.items(), key=lambda item: -item[1]))
+        cpu[connections] = {"machine": round(machine + shares["wrk (the load generator)"], 1),
+                            "by_process": dict(sorted(shares.items(), key=lambda item: -item[1]))}
         acknowledged = step.requests - step.errors["status"]
         lost[connections] = max(0, acknowledged - rows_since(plan, seq_base))
         return step
@@ -118,7 +117,7 @@ def wrk_probe(url: str, plan_file: Path, static: str, slo: float, seconds: float
     full["lost_checkins"] = sum(lost.values())
     full["lost_by_step"] = {str(c): n for c, n in lost.items()}
     best = full["at_connections"]
-    full["cpu_percent_by_process_at_capacity"] = cpu.get(best, {}) if best else {}
+    full["cpu_percent_at_capacity"] = cpu.get(best) if best else None
     return {"full": full, "transport": transport}
 
 
@@ -162,13 +161,13 @@ def cpu_ticks() -> dict[str, int]:
     return ticks
 
 
-def cpu_percent(before: dict[str, int], after: dict[str, int], elapsed: float) -> dict[str, float]:
-    """Percent of one CPU each command used between two cpu_ticks() readings: the machine's total under
-    "(all)", then each command at 1 % and over, largest first."""
+def cpu_percent(before: dict[str, int], after: dict[str, int], elapsed: float) -> tuple[float, dict[str, float]]:
+    """Percent of one CPU used between two cpu_ticks() readings: by the whole machine, and by each command at
+    1 % and over, largest first."""
     hertz = os.sysconf("SC_CLK_TCK")
     cpu = {name: (after[name] - before.get(name, 0)) / hertz / elapsed * 100 for name in after}
     shares = {name: round(share, 1) for name, share in sorted(cpu.items(), key=lambda i: -i[1]) if share >= 1.0}
-    return {"(all)": round(sum(cpu.values()), 1), **shares}
+    return round(sum(cpu.values()), 1), shares
 
 
 def profile(url: str, plan: Path, rate: float, seconds: int, node: str) -> dict[str, Any]:
@@ -194,8 +193,7 @@ def profile(url: str, plan: Path, rate: float, seconds: int, node: str) -> dict[
         after, elapsed = cpu_ticks(), time.monotonic() - started
     finally:
         run.wait(timeout=seconds + 60)
-    stack_cpu = cpu_percent(before, after, elapsed)
-    machine = stack_cpu.pop("(all)")
+    machine, stack_cpu = cpu_percent(before, after, elapsed)
     busy = idle = 0
     parts: dict[str, int] = {}
     for line in samples.read_text().splitlines() if samples.exists() else []:
@@ -284,12 +282,12 @@ sustained through the lab (p99 <= {args.slo_p99_ms:g} ms, no failed request, {le
     if lag > 50:
         print(f"  note: the simulator fell behind its schedule at the transport limit (p99 lag {lag:.0f} ms): "
               "that figure is the simulator's own ceiling on this machine, a floor for the stack's")
-    at_capacity = dict(by_wrk["full"]["cpu_percent_by_process_at_capacity"])
+    at_capacity = by_wrk["full"]["cpu_percent_at_capacity"]
     if at_capacity:
-        machine = at_capacity.pop("(all)")
         print(f"CPU during wrk's best check-in step ({by_wrk['full']['at_connections']} connections, "
-              f"{wrk_capacity:.0f}/s; the whole machine: {machine:.0f} % of {(os.cpu_count() or 1) * 100} %):")
-        print("\n".join(f"  {share:6.1f} %  {name}" for name, share in at_capacity.items()))
+              f"{wrk_capacity:.0f}/s; the whole machine: {at_capacity['machine']:.0f} % of "
+              f"{(os.cpu_count() or 1) * 100} %):")
+        print("\n".join(f"  {share:6.1f} %  {name}" for name, share in at_capacity["by_process"].items()))
     if args.profile:
         print(show_profile(figures["profile"]))
     return 0 if met else 1
