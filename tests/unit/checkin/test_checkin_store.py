@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 from fleet_checkin import store as store_module
 from fleet_checkin.config import parse_config
-from fleet_checkin.store import ShardStore, StoreUnavailable
+from fleet_checkin.store import CheckinResult, ShardStore, StoreUnavailable
 from fleet_checkin.validation import AgentQuery, CheckinRequest
 
 
@@ -419,3 +419,139 @@ def test_agent_listing_query_and_next_cursor(store, driver):
 
 def test_stats_counts(store):
     assert store.shard_stats(1) == {"agents_total": 5, "agents_online": 3, "commands_pending": 2}
+
+
+def batch_of(*agents_and_seqs):
+    return [
+        (CheckinRequest(agent_id=agent, tenant="tenant-001", seq=seq, status="ok"), "web-agent-01")
+        for agent, seq in agents_and_seqs
+    ]
+
+
+def test_a_batch_of_checkins_is_three_statements_and_one_commit(store, driver):
+    items = batch_of(("agent-0002", 7), ("agent-0001", 5))
+
+    outcomes = store._checkin_batch(1, items)
+
+    assert outcomes == [CheckinResult(duplicate=False), CheckinResult(duplicate=False)]
+    assert starts(driver.sql()) == [
+        "INSERT INTO checkins",
+        "INSERT INTO agents",
+        "SELECT DISTINCT tenant, agent_id FROM commands WHERE delivered_at IS NULL AND",
+        "COMMIT",
+    ]
+    insert, upsert, pending = driver.statements[:3]
+    assert insert[1].endswith("VALUES (%s, %s, %s, %s, NOW(3), %s), (%s, %s, %s, %s, NOW(3), %s)")
+    # In key order, whatever the arrival order: concurrent batches lock agents in the same order.
+    assert insert[2] == (
+        "tenant-001",
+        "agent-0001",
+        5,
+        "ok",
+        "web-agent-01",
+        "tenant-001",
+        "agent-0002",
+        7,
+        "ok",
+        "web-agent-01",
+    )
+    assert upsert[2] == ("tenant-001", "agent-0001", 5, "ok", "tenant-001", "agent-0002", 7, "ok")
+    assert "ON DUPLICATE KEY UPDATE status = IF(VALUES(last_seq) >= last_seq" in upsert[1]
+    assert pending[1].endswith("((tenant = %s AND agent_id = %s) OR (tenant = %s AND agent_id = %s))")
+    assert pending[2] == ("tenant-001", "agent-0001", "tenant-001", "agent-0002")
+
+
+def test_a_batch_hands_commands_to_the_agents_that_have_some(store, driver):
+    driver.results["SELECT DISTINCT tenant, agent_id"] = ([("tenant-001", "agent-0002")], None)
+    driver.results["UPDATE commands SET delivered_at"] = ((), 1)
+    driver.results["SELECT id, command"] = ([(9, "reboot", None)], None)
+    items = batch_of(("agent-0001", 5), ("agent-0002", 8), ("agent-0002", 9))
+
+    outcomes = store._checkin_batch(1, items)
+
+    assert [outcome.commands for outcome in outcomes] == [[], [{"id": 9, "command": "reboot", "created_at": None}], []]
+    updates = [args for _, sql, args in driver.statements if sql.startswith("UPDATE commands")]
+    assert updates == [(8, "tenant-001", "agent-0002", 100)]  # once, for the agent's earliest check-in
+
+
+def test_a_batch_with_a_duplicate_is_rolled_back_and_redone_one_by_one(store, driver):
+    driver.failures.extend(
+        [
+            ("INSERT INTO checkins", IntegrityError(1062, "Duplicate entry")),  # the batch
+            ("INSERT INTO checkins", None),  # agent-0001 alone
+            ("INSERT INTO checkins", IntegrityError(1062, "Duplicate entry")),  # agent-0002 alone: the retry
+        ]
+    )
+    items = batch_of(("agent-0001", 5), ("agent-0002", 7))
+
+    outcomes = store._checkin_batch(1, items)
+
+    assert [outcome.duplicate for outcome in outcomes] == [False, True]
+    assert driver.sql()[1] == "ROLLBACK"
+    assert driver.sql().count("COMMIT") == 2
+
+
+def test_a_batch_that_fails_makes_every_checkin_of_it_unavailable(store, driver):
+    driver.failures.append(("INSERT INTO agents", IntegrityError(1406, "Data too long")))
+
+    outcomes = store._checkin_batch(1, batch_of(("agent-0001", 5), ("agent-0002", 7)))
+
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes)
+    assert driver.sql()[-1] == "ROLLBACK"
+    assert "COMMIT" not in driver.sql()
+
+
+def test_a_batch_whose_commit_was_lost_is_redone_and_answered_as_duplicates(store, driver):
+    driver.commit_failures.append(LOST)
+    driver.failures.extend(
+        [
+            ("INSERT INTO checkins", None),
+            # The lost COMMIT had reached the server: every row of the redo is a duplicate.
+            ("INSERT INTO checkins", IntegrityError(1062, "Duplicate entry")),
+            ("INSERT INTO checkins", IntegrityError(1062, "Duplicate entry")),
+            ("INSERT INTO checkins", IntegrityError(1062, "Duplicate entry")),
+        ]
+    )
+
+    outcomes = store._checkin_batch(1, batch_of(("agent-0001", 5), ("agent-0002", 7)))
+
+    assert [outcome.duplicate for outcome in outcomes] == [True, True]
+    assert len(driver.connects) == 2
+
+
+def test_concurrent_checkins_share_transactions(store, driver):
+    entered = threading.Event()
+    release = threading.Event()
+    real_commit = FakeConnection.commit
+
+    def slow_first_commit(connection):
+        if not entered.is_set():
+            entered.set()
+            release.wait(5)
+        real_commit(connection)
+
+    FakeConnection.commit = slow_first_commit
+    try:
+        raised = []
+        first = threading.Thread(target=lambda: raised.append(in_another_thread(store.checkin, 1, REQUEST, "w")))
+        first.start()
+        assert entered.wait(5)
+        others = [
+            threading.Thread(target=store.checkin, args=(1, batch_of((f"agent-01{n}", 1))[0][0], "w")) for n in range(4)
+        ]
+        for thread in others:
+            thread.start()
+        group = store._checkin_groups[1]
+        deadline = time.monotonic() + 5
+        while len(group._queue) < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        release.set()
+        for thread in (first, *others):
+            thread.join(5)
+    finally:
+        FakeConnection.commit = real_commit
+
+    assert raised == [None]
+    assert driver.sql().count("COMMIT") == 2  # five check-ins, two transactions
+    assert sum(sql.startswith("INSERT INTO checkins") for sql in driver.sql()) == 2

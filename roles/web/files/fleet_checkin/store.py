@@ -12,6 +12,14 @@ requests a 503 in microseconds instead of tying up every thread in connect or
 read timeouts (which would also starve /healthz, served by the same threads),
 and a recovered one is used again by every thread as soon as the probe passed.
 
+Check-ins: the check-ins that arrive for a shard while one of this
+process's check-in transactions is in flight share the next one (group
+commit, see groupcommit.py): one multi-row INSERT of the check-ins, one
+multi-row agent upsert, one lookup of which agents have pending commands, one
+COMMIT. Each request is still answered only after the COMMIT that holds its
+row. A batch that meets a duplicate check-in (a retry) is rolled back and its
+check-ins are redone one by one, so only the retry is answered "duplicate".
+
 Every driver error leaves this module as StoreUnavailable (HTTP 503).
 """
 
@@ -27,6 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from .config import Config, ShardConfig
+from .groupcommit import GroupCommit
 from .validation import AgentQuery, CheckinRequest
 
 try:
@@ -50,6 +59,9 @@ LOCK_WAIT_SECONDS = 3
 # long enough for a healthy connect, short enough to free threads when not.
 PROBE_WAIT_SECONDS = 0.5
 MAX_COMMANDS_PER_CHECKIN = 100
+# Check-ins per shared transaction: bounds the statement size (about 150 bytes
+# of SQL per check-in) and the rows one transaction locks.
+MAX_CHECKINS_PER_TRANSACTION = 32
 
 
 class StoreUnavailable(Exception):
@@ -108,6 +120,15 @@ INSERT_COMMAND = """
 INSERT INTO commands (tenant, agent_id, command, created_at)
 SELECT tenant, agent_id, %s, NOW(3) FROM agents WHERE tenant = %s AND agent_id = %s
 """
+# The batched forms of INSERT_CHECKIN and UPSERT_AGENT: one VALUES tuple per check-in.
+INSERT_CHECKINS = "INSERT INTO checkins (tenant, agent_id, seq, status, received_at, served_by) VALUES "
+CHECKIN_VALUES = "(%s, %s, %s, %s, NOW(3), %s)"
+UPSERT_AGENTS = "INSERT INTO agents (tenant, agent_id, last_seq, status, online, last_seen, first_seen) VALUES "
+AGENT_VALUES = "(%s, %s, %s, %s, 1, NOW(3), NOW(3))"
+UPSERT_AGENTS_UPDATE = " " + UPSERT_AGENT[UPSERT_AGENT.index("ON DUPLICATE KEY UPDATE") :]
+# Which of a batch's agents have a command waiting (idx_commands_pending); usually none.
+SELECT_PENDING_AGENTS = "SELECT DISTINCT tenant, agent_id FROM commands WHERE delivered_at IS NULL AND ("
+AGENT_KEY = "(tenant = %s AND agent_id = %s)"
 COUNT_AGENTS = "SELECT COUNT(*), COALESCE(SUM(online), 0) FROM agents"
 COUNT_PENDING = "SELECT COUNT(*) FROM commands WHERE delivered_at IS NULL"
 
@@ -125,11 +146,45 @@ class ShardStore:
         self._local = threading.local()
         self._outages: dict[int, _Outage] = {}
         self._outages_lock = threading.Lock()
+        self._checkin_groups: dict[int, GroupCommit] = {}
+        self._checkin_groups_lock = threading.Lock()
 
     # -- the units of work --------------------------------------------------
 
     def checkin(self, shard_id: int, request: CheckinRequest, served_by: str) -> CheckinResult:
-        """Record a check-in and hand out the agent's pending commands, in one transaction."""
+        """Record a check-in and hand out the agent's pending commands; return once committed."""
+        return self._checkin_group(shard_id).submit((request, served_by))
+
+    def _checkin_group(self, shard_id: int) -> GroupCommit:
+        group = self._checkin_groups.get(shard_id)
+        if group is None:
+            with self._checkin_groups_lock:
+                group = self._checkin_groups.get(shard_id)
+                if group is None:
+                    group = self._checkin_groups[shard_id] = GroupCommit(
+                        lambda items: self._checkin_batch(shard_id, items), MAX_CHECKINS_PER_TRANSACTION
+                    )
+        return group
+
+    def _checkin_batch(self, shard_id: int, items: list[tuple[CheckinRequest, str]]) -> list[Any]:
+        """One outcome per (request, served_by): a CheckinResult or the StoreUnavailable to raise."""
+        if len(items) > 1:
+            try:
+                return self._run(shard_id, lambda cursor: _checkin_many(cursor, items, self._driver), idempotent=True)
+            except _DuplicateInBatch:
+                pass  # rolled back; one by one, only the retried check-in is a duplicate
+            except StoreUnavailable as exc:
+                return [exc] * len(items)
+        outcomes: list[Any] = []
+        for request, served_by in items:
+            try:
+                outcomes.append(self._checkin_one(shard_id, request, served_by))
+            except StoreUnavailable as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _checkin_one(self, shard_id: int, request: CheckinRequest, served_by: str) -> CheckinResult:
+        """One check-in in its own transaction."""
 
         def work(cursor: Any) -> CheckinResult:
             key = (request.tenant, request.agent_id)
@@ -346,6 +401,44 @@ class ShardStore:
             connection.rollback()
         except Exception:  # a rollback that fails means a broken connection
             self._discard(shard_id)
+
+
+class _DuplicateInBatch(Exception):
+    """A check-in of the batch is already recorded: the batch has to be redone one by one."""
+
+
+def _checkin_many(cursor: Any, items: list[tuple[CheckinRequest, str]], driver: Any) -> list[CheckinResult]:
+    """Several check-ins in the current transaction: three statements for all of them when none has commands."""
+    # Rows in key order: transactions that lock the same agents lock them in
+    # the same order, so they wait for each other instead of deadlocking.
+    order = sorted(range(len(items)), key=lambda i: (items[i][0].tenant, items[i][0].agent_id, items[i][0].seq))
+    checkin_args: list[Any] = []
+    agent_args: list[Any] = []
+    for i in order:
+        request, served_by = items[i]
+        checkin_args += (request.tenant, request.agent_id, request.seq, request.status, served_by)
+        agent_args += (request.tenant, request.agent_id, request.seq, request.status)
+    try:
+        cursor.execute(INSERT_CHECKINS + ", ".join([CHECKIN_VALUES] * len(order)), checkin_args)
+    except driver.IntegrityError as exc:
+        if _code(exc) != DUPLICATE_KEY:
+            raise
+        raise _DuplicateInBatch from None
+    cursor.execute(UPSERT_AGENTS + ", ".join([AGENT_VALUES] * len(order)) + UPSERT_AGENTS_UPDATE, agent_args)
+    keys = sorted({(request.tenant, request.agent_id) for request, _ in items})
+    cursor.execute(
+        SELECT_PENDING_AGENTS + " OR ".join([AGENT_KEY] * len(keys)) + ")", [part for key in keys for part in key]
+    )
+    waiting = {(tenant, agent_id) for tenant, agent_id in cursor.fetchall()}
+    commands: dict[int, list[dict[str, Any]]] = {}
+    for i in order:  # an agent's earliest check-in of the batch gets its commands
+        request = items[i][0]
+        key = (request.tenant, request.agent_id)
+        if key in waiting:
+            waiting.discard(key)
+            if cursor.execute(DELIVER_PENDING, (request.seq, *key, MAX_COMMANDS_PER_CHECKIN)):
+                commands[i] = _delivered(cursor, key, request.seq)
+    return [CheckinResult(duplicate=False, commands=commands.get(i, [])) for i in range(len(items))]
 
 
 def _delivered(cursor: Any, key: tuple[str, str], seq: int) -> list[dict[str, Any]]:
