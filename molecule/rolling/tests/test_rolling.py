@@ -2,11 +2,12 @@
 
 The tests run in order on one lab: a broken new node is rolled back (surge 1), then a rolling
 upgrade replaces every web node with a node of the new version (the same replacement with a new
-release), two nodes at a time (surge 2).
+release), two nodes at a time (surge 2); last, both proxies are replaced one at a time.
 Each drives the agent simulator (tools/agentsim) at LOAD_RATE check-ins/s through the first proxy
-for the whole operation, stops it once the playbook is done, and proves from its report and ledger
-that no request failed and that every acknowledged check-in is in its shard's database. The
-playbooks run as an operator would run them, with ansible-playbook on the scenario's inventory.
+(the proxies' floating address for the proxy replacement) for the whole operation, stops it once
+the playbook is done, and proves from its report and ledger that no request failed and that every
+acknowledged check-in is in its shard's database. The playbooks run as an operator would run them,
+with ansible-playbook on the scenario's inventory.
 
     molecule test -s rolling
 """
@@ -104,13 +105,19 @@ class Scenario:
         assert run.returncode == 0, err
         return json.loads(report.read_text())
 
-    def under_load(self, label: str, name: str, extra: dict[str, Any]) -> tuple[subprocess.CompletedProcess[str],
-                                                                                 float, dict[str, Any], dict[str, Any]]:
-        """Run a playbook while the simulator keeps LOAD_RATE going; return it, the run and the ledger check."""
+    def floating_url(self) -> str:
+        """The proxies' floating address (keepalived): it stays while the proxies change."""
+        data = self.inventory_list()
+        return f"http://{data['_meta']['hostvars'][data['proxy']['hosts'][0]]['proxy_floating_address']}:80"
+
+    def under_load(self, label: str, name: str, extra: dict[str, Any], url: str | None = None,
+                   ) -> tuple[subprocess.CompletedProcess[str], float, dict[str, Any], dict[str, Any]]:
+        """Run a playbook while the simulator keeps LOAD_RATE going to `url` (default: the first proxy's own
+        address); return it, the run and the ledger check."""
         plan = self.plan_file()
         report = self.workdir / f"{label}.json"
         ledger = self.workdir / f"{label}.jsonl"
-        url = self.proxy_url()
+        url = url or self.proxy_url()
         run = self.agentsim("run", "--url", url, "--plan", str(plan), "--rate", str(LOAD_RATE),
                             "--duration", str(LOAD_MAX_SECONDS), "--json", str(report), "--ledger", str(ledger),
                             "--label", label, *allow(url))
@@ -221,3 +228,49 @@ def test_rolling_upgrade_replaces_every_web_node_under_load(scenario: Scenario) 
     after = scenario.steady("after-upgrade")
     assert set(after["versions"]) == {"1.1.0"}, after["versions"]
     assert after["errors"]["total"] == 0
+
+
+def keepalived_peers(proxy: str) -> set[str]:
+    conf = subprocess.run(["docker", "exec", proxy, "cat", "/etc/keepalived/keepalived.conf"], capture_output=True,
+                          text=True, check=True).stdout
+    block = conf.partition("unicast_peer {")[2].partition("}")[0]
+    return set(block.split())
+
+
+def holds_address(proxy: str, address: str) -> bool:
+    shown = subprocess.run(["docker", "exec", proxy, "ip", "-o", "-4", "addr", "show"], capture_output=True,
+                           text=True, check=True).stdout
+    return f" {address}/" in shown
+
+
+def test_proxies_are_replaced_one_at_a_time_behind_the_floating_address(scenario: Scenario) -> None:
+    """The other proxy keeps the traffic; the floating address moves without resetting a connection."""
+    before = scenario.hosts("proxy")
+    url = scenario.floating_url()
+    report = scenario.workdir / "proxy-report.json"
+    done, seconds, run, check = scenario.under_load("proxies", "rolling_replace.yml", {
+        "rolling_targets": ["proxy"], "rolling_report_file": str(report)}, url=url)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    print(f"\n[rolling] replace every proxy through {url}: {seconds:.0f} s, "
+          f"{run['throughput']['acknowledged']} check-ins at {run['settings']['rate_per_s']:g}/s, "
+          f"failed {run['errors']['total']}, p99 {run['latency_ms']['p99']:.1f} ms")
+    batches = json.loads(report.read_text())["batches"]
+    for batch in batches:
+        print(f"[rolling]   {', '.join(batch['replaced'])} -> {', '.join(batch['by'])}: {batch['seconds']:.0f} s "
+              f"({', '.join(f'{phase} {s:.0f}' for phase, s in batch['phases'])})")
+    assert_no_failure(run, check)
+    assert [len(batch["replaced"]) for batch in batches] == [1] * len(before), batches
+
+    after = scenario.hosts("proxy")
+    assert len(after) == len(before) and not set(after) & set(before)
+    hostvars = scenario.inventory_list()["_meta"]["hostvars"]
+    address = urlsplit(url).hostname
+    for proxy in after:
+        assert {s["status"] for s in scenario.backend_servers(proxy)} == {"UP"}, proxy
+        # keepalived's peers followed the tier: exactly the other new proxies.
+        assert keepalived_peers(proxy) == {hostvars[p]["fleet_address"] for p in after if p != proxy}, proxy
+    assert [p for p in after if holds_address(p, address)] != [], f"no proxy holds {address}"
+    assert len([p for p in after if holds_address(p, address)]) == 1, f"more than one proxy holds {address}"
+    running = subprocess.run(["docker", "ps", "--format", "{{.Names}}"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert not set(before) & set(running)
