@@ -1,8 +1,9 @@
 """Rolling add-then-remove replacement under a constant agent load, proven end to end.
 
-The tests run in order on one lab: a broken new node is rolled back (surge 1), then a rolling
-upgrade replaces every web node with a node of the new version (the same replacement with a new
-release), two nodes at a time (surge 2); last, both proxies are replaced one at a time.
+The tests run in order on one lab: a broken new node is rolled back (surge 1); a rolling upgrade
+replaces every web node with a node of the new version (the same replacement with a new release),
+two nodes at a time (surge 2), its controller killed while an old node drains and the same command
+run again to finish it; last, both proxies are replaced one at a time.
 Each drives the agent simulator (tools/agentsim) at LOAD_RATE check-ins/s through the first proxy
 (the proxies' floating address for the proxy replacement) for the whole operation, stops it once
 the playbook is done, and proves from its report and ledger that no request failed and that every
@@ -20,11 +21,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOKS = ROOT / "playbooks"
@@ -82,13 +85,44 @@ class Scenario:
         proxy = min(data["proxy"]["hosts"], key=lambda host: hostvars[host]["fleet_index"])
         return f"http://{hostvars[proxy]['fleet_address']}:80"
 
-    def playbook(self, name: str, extra: dict[str, Any]) -> tuple[subprocess.CompletedProcess[str], float]:
+    def journal(self) -> dict[str, Any] | None:
+        """The batch a rolling run has in progress ({phase, batch}: its journal beside the replacements file)."""
+        source = Path(self.inventory)
+        spec = next(source.glob("*fleet.yml")) if source.is_dir() else source
+        state = yaml.safe_load(spec.read_text())["replacements_file"]
+        path = spec.parent / (str(Path(state).with_suffix("")) + ".journal.yml")
+        try:
+            return yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            return None
+
+    def playbook(self, name: str, extra: dict[str, Any], interrupt_when: Callable[[], bool] | None = None,
+                 ) -> tuple[subprocess.CompletedProcess[str], float]:
+        """Run a playbook as an operator would. With `interrupt_when`, kill it (its whole process group, as
+        when the controller dies) the moment that returns true; the run must not end before."""
         started = time.monotonic()
-        done = subprocess.run(
-            [str(self.bin / "ansible-playbook"), "-i", self.inventory, str(PLAYBOOKS / name), "-e", json.dumps(extra)],
-            capture_output=True, text=True, timeout=PLAYBOOK_TIMEOUT, check=False)
-        (self.workdir / f"{name}.{int(time.time())}.log").write_text(done.stdout + done.stderr)
-        return done, time.monotonic() - started
+        command = [str(self.bin / "ansible-playbook"), "-i", self.inventory, str(PLAYBOOKS / name),
+                   "-e", json.dumps(extra)]
+        log = self.workdir / f"{name}.{int(time.time())}.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                       start_new_session=True)
+            try:
+                while process.poll() is None:
+                    if time.monotonic() - started > PLAYBOOK_TIMEOUT:
+                        raise AssertionError(f"{name} ran longer than {PLAYBOOK_TIMEOUT} s")
+                    if interrupt_when and interrupt_when():
+                        os.killpg(process.pid, signal.SIGKILL)
+                        process.wait()
+                        break
+                    time.sleep(0.5)
+                else:
+                    assert interrupt_when is None, f"{name} ended before its interruption: {log.read_text()[-3000:]}"
+            finally:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+        return subprocess.CompletedProcess(command, process.returncode, log.read_text(), ""), time.monotonic() - started
 
     def agentsim(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
         env = dict(os.environ, PYTHONPATH=str(AGENTSIM))
@@ -111,9 +145,11 @@ class Scenario:
         return f"http://{data['_meta']['hostvars'][data['proxy']['hosts'][0]]['proxy_floating_address']}:80"
 
     def under_load(self, label: str, name: str, extra: dict[str, Any], url: str | None = None,
+                   interrupt_when: Callable[[], bool] | None = None,
                    ) -> tuple[subprocess.CompletedProcess[str], float, dict[str, Any], dict[str, Any]]:
         """Run a playbook while the simulator keeps LOAD_RATE going to `url` (default: the first proxy's own
-        address); return it, the run and the ledger check."""
+        address); return it, the run and the ledger check. With `interrupt_when`, the playbook is killed
+        when that is true and run again, the same command, under the same load: the second run is returned."""
         plan = self.plan_file()
         report = self.workdir / f"{label}.json"
         ledger = self.workdir / f"{label}.jsonl"
@@ -124,7 +160,10 @@ class Scenario:
         try:
             time.sleep(3)
             assert run.poll() is None, run.stderr.read() if run.stderr else "the simulator stopped"
-            done, seconds = self.playbook(name, extra)
+            done, seconds = self.playbook(name, extra, interrupt_when)
+            if interrupt_when:
+                done, more = self.playbook(name, extra)
+                seconds += more
             time.sleep(AFTER_SECONDS)
         finally:
             run.send_signal(signal.SIGINT)
@@ -185,44 +224,61 @@ def test_a_broken_new_node_is_rolled_back_and_the_old_one_keeps_serving(scenario
         assert sorted(s["server"] for s in servers if s["backend"] == "agents") == agents
         assert {s["status"] for s in servers} == {"UP"}, servers
     assert old in run["nodes"], "the old node stopped serving during the failed replacement"
+    assert scenario.journal() is None, "the rolled-back batch is still in the journal"
 
 
-def test_rolling_upgrade_replaces_every_web_node_under_load(scenario: Scenario) -> None:
-    """A rolling upgrade is the rolling replacement of every web node with nodes of the new release."""
+def test_an_interrupted_rolling_upgrade_is_finished_by_running_it_again(scenario: Scenario) -> None:
+    """A rolling upgrade is the rolling replacement of every web node with nodes of the new release. This one's
+    controller dies while the first batch's old node drains; the same command run again finishes that batch
+    (the old node is not left drained, the new one is not replaced again) and upgrades the rest."""
     before_agents, before_users = scenario.hosts("web_agent"), scenario.hosts("web_user")
     steady = scenario.steady("steady")
     assert set(steady["versions"]) == {"1.0.0"}, steady["versions"]
-    # Surge 2: both agent nodes are replaced in one batch (capacity never drops: four serve during it),
-    # the user node in a second one; the replacement with surge 1 is the broken-node test's.
     report = scenario.workdir / "upgrade-report.json"
+    seen: list[dict[str, Any]] = []
+
+    def draining() -> bool:
+        entry = scenario.journal()
+        if entry and entry["phase"] == "draining":
+            seen.append(entry)
+            return True
+        return False
+
+    # Surge 2: both agent nodes are replaced in one batch (capacity never drops: four serve during it),
+    # the user node in another; the replacement with surge 1 is the broken-node test's.
     done, seconds, run, check = scenario.under_load("upgrade", "rolling_upgrade.yml", {
         "rolling_node_vars": {"web_checkin_version": "1.1.0"}, "rolling_surge": 2,
-        "rolling_report_file": str(report)})
+        "rolling_report_file": str(report)}, interrupt_when=draining)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    print(report_line("replace every web node (rolling upgrade 1.0.0 -> 1.1.0)", run, seconds,
-                      steady["latency_ms"]["p99"]))
+    print(report_line("replace every web node (rolling upgrade 1.0.0 -> 1.1.0, killed once and run again)", run,
+                      seconds, steady["latency_ms"]["p99"]))
     batches = json.loads(report.read_text())["batches"]
     for batch in batches:
         print(f"[rolling]   {', '.join(batch['replaced'])} -> {', '.join(batch['by'])}: {batch['seconds']:.0f} s "
               f"({', '.join(f'{phase} {s:.0f}' for phase, s in batch['phases'])})")
     assert_no_failure(run, check)
-    # One batch per tier: the two agent nodes together, then the user node.
-    assert sorted(len(batch["replaced"]) for batch in batches) == sorted([len(before_agents), len(before_users)]), (
-        batches)
+    # The second run finished the batch the first left draining, then did the other batch only.
+    interrupted = seen[0]["batch"]
+    assert "finishing it" in done.stdout, done.stdout[-3000:]
+    rest = sorted(set(before_agents + before_users) - {pair["old"] for pair in interrupted["pairs"]})
+    assert [sorted(batch["replaced"]) for batch in batches] == [rest], batches
 
     # The inventory moved on: only new names, as many as before.
     after_agents, after_users = scenario.hosts("web_agent"), scenario.hosts("web_user")
     assert len(after_agents) == len(before_agents) and not set(after_agents) & set(before_agents)
     assert len(after_users) == len(before_users) and not set(after_users) & set(before_users)
+    # The interrupted batch's new nodes stayed: finished, not replaced again.
+    assert {pair["new"] for pair in interrupted["pairs"]} <= set(after_agents + after_users)
     # Every proxy serves exactly the new nodes, every one UP; the old containers are gone.
     for proxy in scenario.hosts("proxy"):
         servers = scenario.backend_servers(proxy)
         assert sorted(s["server"] for s in servers if s["backend"] == "agents") == after_agents
         assert sorted(s["server"] for s in servers if s["backend"] == "users") == sorted(after_agents + after_users)
         assert {s["status"] for s in servers} == {"UP"}, servers
-    running = subprocess.run(["docker", "ps", "--format", "{{.Names}}"], capture_output=True, text=True,
+    running = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True,
                              check=True).stdout.split()
     assert not set(before_agents + before_users) & set(running)
+    assert scenario.journal() is None
     # The new nodes took traffic during the run, and afterwards every answer comes from the new version.
     assert set(after_agents) & set(run["nodes"])
     after = scenario.steady("after-upgrade")
