@@ -1,0 +1,84 @@
+"""playbooks/rolling_replace.yml --check: the plan of replacements, worked out on a real fleet spec, touching nothing.
+
+The plan's first play runs on the controller only, so check mode needs no node: these run the playbook as an
+operator would, on a spec in a temporary directory, and read the plan and the refusals from its JSON output.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / "playbooks" / "rolling_replace.yml"
+# The lab plan of 20,000 agents: 2 proxies, 2 agent and 1 user web node, app nodes, 1 database.
+SPEC = {"plugin": "fleetscale.split.fleet", "agents": 20000, "tenant_count": 4, "replacements_file": "nodes.yml",
+        "network": {"subnet": "172.28.0.0/16",
+                    "first_address": {"proxy": "172.28.1.10", "web_agent": "172.28.2.10", "web_user": "172.28.3.10",
+                                      "app": "172.28.4.10", "database": "172.28.5.10"}},
+        "compose": {"ansible_connection": "'community.docker.docker'"}}
+
+
+def check_run(tmp_path: pathlib.Path, extra: dict) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """The playbook in check mode; its output and every task result on localhost."""
+    spec = tmp_path / "lab.fleet.yml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", TMPDIR=str(tmp_path), HOME=str(tmp_path))
+    done = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", str(spec),
+                           str(PLAYBOOK), "--check", "-e", json.dumps(extra)],
+                          capture_output=True, text=True, cwd=ROOT, env=env, check=False, timeout=120)
+    results = [task["hosts"]["localhost"] | {"task": task["task"]["name"]}
+               for play in json.loads(done.stdout)["plays"] for task in play["tasks"]
+               if "localhost" in task["hosts"]]
+    return done, results
+
+
+def plan_message(results: list[dict]) -> str:
+    return next(r["msg"] for r in results if r["task"] == "Show the plan of replacements")
+
+
+def untouched(tmp_path: pathlib.Path) -> None:
+    """Nothing of the fleet written: no replacements record, no journal."""
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".yml") == ["lab.fleet.yml"]
+
+
+def test_web_nodes_go_surge_at_a_time_user_tier_first(tmp_path):
+    done, results = check_run(tmp_path, {"rolling_targets": ["web"], "rolling_surge": 2})
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert plan_message(results) == (
+        "2 batch(es) with the lab provider, surge 2: [1: web_user web-user-01 -> web-user-02 (172.28.3.11)] "
+        "[2: web_agent web-agent-01 -> web-agent-03 (172.28.2.12), web-agent-02 -> web-agent-04 (172.28.2.13)] ")
+    untouched(tmp_path)
+
+
+@pytest.mark.parametrize("tier", ["proxy", "app"])
+def test_proxies_and_app_nodes_go_one_at_a_time_whatever_the_surge(tmp_path, tier):
+    done, results = check_run(tmp_path, {"rolling_targets": tier, "rolling_surge": 3})
+    assert done.returncode == 0, done.stdout[-3000:]
+    message = plan_message(results)
+    assert message.startswith(f"2 batch(es) with the lab provider, surge 3: [1: {tier} {tier}-01 -> {tier}-03 "), \
+        message
+    assert f"[2: {tier} {tier}-02 -> {tier}-04 " in message, message
+    untouched(tmp_path)
+
+
+def test_database_nodes_are_refused_by_name(tmp_path):
+    done, results = check_run(tmp_path, {"rolling_targets": ["web_user", "db-01"]})
+    assert done.returncode != 0
+    refusal = next(r for r in results if r.get("failed"))
+    assert refusal["task"] == "Refuse database nodes"
+    assert refusal["msg"].startswith("db-01: database nodes are not replaced by add-then-remove"), refusal["msg"]
+    untouched(tmp_path)
+
+
+def test_an_unknown_target_is_named(tmp_path):
+    done, results = check_run(tmp_path, {"rolling_targets": ["web_agent", "web-agent-09"]})
+    assert done.returncode != 0
+    refusal = next(r for r in results if r.get("failed"))
+    assert refusal["task"] == "Check the request"
+    assert "unknown: web-agent-09" in refusal["msg"], refusal["msg"]
+    untouched(tmp_path)
