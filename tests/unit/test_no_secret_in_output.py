@@ -2,7 +2,7 @@
 
 tools/nolog/secret_tasks.py finds the tasks: the secrets are the role options argument_specs marks
 no_log, the inventory's fleet_*password* variables and every role variable built from them. The
-drills scenario (molecule/drills) runs the role task files found here at -vvv against its nodes
+drills (molecule/rolling/tests/test_drills.py) run the role task files found here at -vvv against its nodes
 with unique secrets and checks that none of them is printed.
 """
 

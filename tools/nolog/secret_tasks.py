@@ -8,7 +8,7 @@ an assert's `that`) or the template file it renders names one. Such a task must 
 `no_log: true`; the only exception is an assert that tests nothing but the secret's length.
 
 Used by tests/unit/test_no_secret_in_output.py (every task that touches a secret hides it) and by
-molecule/drills (runs exactly the role task files found here at -vvv with known secrets and checks
+molecule/rolling/tests/test_drills.py (runs exactly the role task files found here at -vvv with known secrets and checks
 that none is printed).
 
     python tools/nolog/secret_tasks.py        # list the task files that touch a secret
