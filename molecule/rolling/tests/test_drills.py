@@ -9,9 +9,10 @@ server back up) for the next one.
 
 Traffic goes only to the scenario's own containers: the floating address and the nodes on the
 scenario's Docker network (agentsim --allow-network with the scenario's subnet), and the
-proxies' ports published on 127.0.0.1.
+proxies' ports published on 127.0.0.1. They run first in the rolling scenario, on its fresh lab,
+before tests/test_rolling.py replaces its nodes.
 
-    molecule test -s drills
+    molecule test -s rolling
 """
 
 from __future__ import annotations
