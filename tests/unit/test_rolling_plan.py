@@ -66,19 +66,21 @@ def test_proxies_and_app_nodes_go_one_at_a_time_whatever_the_surge(tmp_path, tie
     untouched(tmp_path)
 
 
-def test_database_nodes_are_refused_by_name(tmp_path):
-    done, results = check_run(tmp_path, {"rolling_targets": ["web_user", "db-01"]})
+def refusal(tmp_path: pathlib.Path, extra: dict) -> dict:
+    """The failed task of a run that must be refused, once sure the run failed and wrote nothing."""
+    done, results = check_run(tmp_path, extra)
     assert done.returncode != 0
-    refusal = next(r for r in results if r.get("failed"))
-    assert refusal["task"] == "Refuse database nodes"
-    assert refusal["msg"].startswith("db-01: database nodes are not replaced by add-then-remove"), refusal["msg"]
     untouched(tmp_path)
+    return next(r for r in results if r.get("failed"))
+
+
+def test_database_nodes_are_refused_by_name(tmp_path):
+    refused = refusal(tmp_path, {"rolling_targets": ["web_user", "db-01"]})
+    assert refused["task"] == "Refuse database nodes"
+    assert refused["msg"].startswith("db-01: database nodes are not replaced by add-then-remove"), refused["msg"]
 
 
 def test_an_unknown_target_is_named(tmp_path):
-    done, results = check_run(tmp_path, {"rolling_targets": ["web_agent", "web-agent-09"]})
-    assert done.returncode != 0
-    refusal = next(r for r in results if r.get("failed"))
-    assert refusal["task"] == "Check the request"
-    assert "unknown: web-agent-09" in refusal["msg"], refusal["msg"]
-    untouched(tmp_path)
+    refused = refusal(tmp_path, {"rolling_targets": ["web_agent", "web-agent-09"]})
+    assert refused["task"] == "Check the request"
+    assert "unknown: web-agent-09" in refused["msg"], refused["msg"]
