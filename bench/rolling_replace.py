@@ -5,7 +5,10 @@ Needs the lab up and deployed (`make lab`). In one run it measures:
   1. the baseline: the time to build one web node alone (container, database grant, web role,
      ready: bench/rolling/build_one_node.yml), the node then destroyed again;
   2. steady p99 of check-ins at --rate through the proxy, nothing changing;
-  3. playbooks/rolling_replace.yml over every web node (surge --surge) while the simulator keeps
+  3. the same build of one node while --rate goes on, nothing replaced: its time and p99 are the
+     floor any replacement that builds its nodes on these CPUs and this disk starts from, so the
+     report can tell the machine's share of the figures below from the replacement flow's own;
+  4. playbooks/rolling_replace.yml over every web node (surge --surge) while the simulator keeps
      --rate going: failed requests, p99 during the replacement, lost check-ins (ledger verify),
      and where each batch's time went (the playbook's report: provision, converge, health gate,
      into service, drain, remove and destroy).
@@ -26,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +67,29 @@ def agentsim(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def under_load(url: str, plan: Path, rate: float, label: str, work: Callable[[], float],
+               ledger: Path | None = None) -> tuple[float, dict[str, Any]]:
+    """work() timed while the simulator sends --rate check-ins; its result and the simulator's figures."""
+    result = OUT / f"rolling-{label}.json"
+    run = agentsim("run", "--url", url, "--plan", str(plan), "--rate", str(rate), "--duration", "3000",
+                   "--json", str(result), "--label", label, *(["--ledger", str(ledger)] if ledger else []),
+                   *allow(url))
+    try:
+        time.sleep(2)
+        seconds = work()
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=120)
+    return seconds, json.loads(result.read_text())
+
+
+def build_one_node(log: Path) -> float:
+    """bench/rolling/build_one_node.yml: the seconds its own clock measured (container to ready)."""
+    result_file = OUT / "rolling-build.json"
+    playbook(ROOT / "bench" / "rolling" / "build_one_node.yml", {"bench_result_file": str(result_file)}, log)
+    return float(json.loads(result_file.read_text())["seconds"])
+
+
 def show(figures: dict[str, Any], acknowledged: int) -> str:
     """The figures against their targets, and where each batch's time went."""
     lines = [
@@ -74,6 +101,13 @@ def show(figures: dict[str, Any], acknowledged: int) -> str:
         f"  p99 steady                     {figures['p99_steady_ms']:8.1f} ms",
         f"  p99 during the replacement     {figures['p99_during_ms']:8.1f} ms = x{figures['p99_ratio']:.2f} steady,"
         f" target <= {P99_RATIO_TARGET}",
+        "  the floor: one node built under the same load, nothing replaced",
+        f"    build time                   {figures['build_under_load_s']:8.1f} s  = "
+        f"{figures['build_under_load_s'] / figures['single_node_build_s']:.2f} x the build alone",
+        f"    p99 while it builds          {figures['p99_building_ms']:8.1f} ms = x{figures['p99_building_ratio']:.2f}"
+        " steady",
+        f"    replacement beyond building  {figures['replacement_beyond_builds_s']:8.1f} s  "
+        f"(whole replacement - batches x build under load)",
         f"  failed requests                {figures['failed_requests']:8d} of {figures['requests_during']}, target 0",
         f"  lost acknowledged check-ins    {figures['lost_checkins']:8d} of {acknowledged}, target 0",
         "  where each batch's time went (s):",
@@ -106,35 +140,31 @@ def main() -> int:
     plan = OUT / "rolling-plan.json"
     plan.write_text(json.dumps({"fleet_plan": hostvars[proxy]["fleet_plan"]}))
 
-    print("1/3 building one web node alone (baseline) ...", flush=True)
-    result_file = OUT / "rolling-build.json"
-    playbook(ROOT / "bench" / "rolling" / "build_one_node.yml", {"bench_result_file": str(result_file)},
-             OUT / "rolling-build.log")
-    build = json.loads(result_file.read_text())["seconds"]
+    print("1/4 building one web node alone (baseline) ...", flush=True)
+    build = build_one_node(OUT / "rolling-build.log")
     print(f"    {build:.1f} s", flush=True)
 
-    print(f"2/3 steady load, {args.rate:g}/s for {args.steady_seconds:g} s ...", flush=True)
+    print(f"2/4 steady load, {args.rate:g}/s for {args.steady_seconds:g} s ...", flush=True)
     steady_file = OUT / "rolling-steady.json"
     run = agentsim("run", "--url", url, "--plan", str(plan), "--rate", str(args.rate), "--duration",
                    str(args.steady_seconds), "--json", str(steady_file), "--label", "steady", *allow(url))
     run.communicate(timeout=args.steady_seconds + 120)
     steady = json.loads(steady_file.read_text())
 
-    print(f"3/3 replacing {len(web)} web nodes (surge {args.surge}) under {args.rate:g}/s ...", flush=True)
-    during_file, ledger = OUT / "rolling-during.json", OUT / "rolling-during.jsonl"
-    run = agentsim("run", "--url", url, "--plan", str(plan), "--rate", str(args.rate), "--duration", "3000",
-                   "--json", str(during_file), "--ledger", str(ledger), "--label", "during", *allow(url))
-    try:
-        time.sleep(2)
-        report_file = OUT / "rolling-report.json"
-        total = playbook(ROOT / "playbooks" / "rolling_replace.yml",
+    print(f"3/4 building one web node under {args.rate:g}/s, nothing replaced (the floor) ...", flush=True)
+    loaded_build, building = under_load(url, plan, args.rate, "building",
+                                        lambda: build_one_node(OUT / "rolling-build-loaded.log"))
+    print(f"    {loaded_build:.1f} s, p99 {building['latency_ms']['p99']} ms", flush=True)
+
+    print(f"4/4 replacing {len(web)} web nodes (surge {args.surge}) under {args.rate:g}/s ...", flush=True)
+    ledger, report_file = OUT / "rolling-during.jsonl", OUT / "rolling-report.json"
+    total, during = under_load(
+        url, plan, args.rate, "during",
+        lambda: playbook(ROOT / "playbooks" / "rolling_replace.yml",
                          {"rolling_targets": ["web"], "rolling_surge": args.surge,
                           "rolling_report_file": str(report_file)}, OUT / "rolling-replace.log",
-                         nice=args.controller_nice)
-    finally:
-        run.send_signal(signal.SIGINT)
-        run.communicate(timeout=120)
-    during = json.loads(during_file.read_text())
+                         nice=args.controller_nice),
+        ledger=ledger)
     verify = subprocess.run([sys.executable, "-m", "agentsim", "verify", "--ledger", str(ledger), "--plan", str(plan),
                              "--json", str(OUT / "rolling-verify.json")], env=environment(), capture_output=True,
                             text=True, check=False)
@@ -150,6 +180,9 @@ def main() -> int:
         "time_factor": round(total / (batches * build), 2), "time_factor_target": TIME_FACTOR_TARGET,
         "p99_steady_ms": steady["latency_ms"]["p99"], "p99_during_ms": during["latency_ms"]["p99"],
         "p99_ratio": round(p99_ratio, 2), "p99_ratio_target": P99_RATIO_TARGET,
+        "build_under_load_s": round(loaded_build, 1), "p99_building_ms": building["latency_ms"]["p99"],
+        "p99_building_ratio": round(building["latency_ms"]["p99"] / steady["latency_ms"]["p99"], 2),
+        "replacement_beyond_builds_s": round(total - batches * loaded_build, 1),
         "requests_during": during["throughput"]["sent"], "failed_requests": during["errors"]["total"],
         "lost_checkins": lost, "verified": verify.returncode == 0,
         "batches": json.loads(report_file.read_text())["batches"],
