@@ -21,12 +21,17 @@ LAB_SPEC ?= inventories/lab/lab.fleet.yml
 AGENTS ?=
 LAB_INVENTORY := $(if $(AGENTS),$(dir $(LAB_SPEC))lab-$(AGENTS).local.fleet.yml,$(LAB_SPEC))
 
-.PHONY: help venv collection test lint yamllint ansible-lint ruff sanity unit molecule docker node-image \
-	lab lab-spec lab-down bench readme clean
+# Seconds per stage of `make test`, printed at its end whether it passed or not.
+STAGE_TIMES := $(CURDIR)/.build/stage-times.tsv
+STAGE := $(CURDIR)/tools/ci/stage $(STAGE_TIMES)
+
+.PHONY: help venv collection test lint yamllint ansible-lint ruff sanity unit packer molecule docker node-image \
+	bake lab lab-spec lab-down bench readme clean
 
 help:
 	@echo "make test      lint, ansible-test sanity, unit tests and every molecule scenario"
-	@echo "make lab       build the node image, bring up the Docker lab and run the main job"
+	@echo "make lab       bake the tier images, bring up the Docker lab and run the main job"
+	@echo "make bake      build the base node image and bake one image per tier (reused when up to date)"
 	@echo "make lab-down  remove every container, network and volume of the lab"
 	@echo "make bench     run the benchmarks under bench/ (the lab ones bring the lab up) and print their figures"
 
@@ -42,7 +47,15 @@ collection: venv
 	@mkdir -p $(COLLECTIONS)/ansible_collections/fleetscale
 	@ln -sfn ../../../.. $(COLLECTIONS)/ansible_collections/fleetscale/split
 
-test: lint sanity unit molecule
+test:
+	@mkdir -p .build && : >$(STAGE_TIMES)
+	@trap '$(CURDIR)/tools/ci/stage --report $(STAGE_TIMES)' EXIT; \
+	  $(STAGE) "virtualenv" $(MAKE) --no-print-directory collection && \
+	  $(STAGE) "lint" $(MAKE) --no-print-directory lint && \
+	  $(STAGE) "sanity" $(MAKE) --no-print-directory sanity && \
+	  $(STAGE) "unit" $(MAKE) --no-print-directory unit && \
+	  $(STAGE) "docker and images" $(MAKE) --no-print-directory bake && \
+	  $(MAKE) --no-print-directory molecule
 
 lint: yamllint ansible-lint ruff
 
@@ -64,8 +77,14 @@ sanity: collection
 	@cd $(SANITY_ROOT) && git init -q && git add -A
 	cd $(SANITY_ROOT) && ansible-test sanity --local --python 3.11 --color no plugins/
 
-unit: collection
+unit: collection packer
 	pytest -q tests/unit
+
+# tests/unit/test_packer_template.py validates packer/fleetscale-tier.pkr.hcl with Debian's packer.
+packer:
+	@command -v packer >/dev/null || { apt-get -q update >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -q -y install packer >/dev/null; } || \
+	  { echo "make: Debian's packer package is needed to validate packer/fleetscale-tier.pkr.hcl" >&2; exit 2; }
 
 docker:
 	@bash .ci/docker-engine.sh
@@ -73,10 +92,14 @@ docker:
 node-image: docker
 	@bash tools/node-image/build.sh
 
-molecule: collection node-image
+# One image per tier (playbooks/bake.yml): lab and molecule nodes boot from them.
+bake: collection node-image
+	ansible-playbook playbooks/bake.yml
+
+molecule: collection bake
 	@for scenario in $(MOLECULE_SCENARIOS); do \
 		echo "== molecule test -s $$scenario"; \
-		molecule test -s $$scenario || exit 1; \
+		$(STAGE) "molecule $$scenario" molecule test -s $$scenario || exit 1; \
 	done
 
 lab-spec: venv
@@ -87,7 +110,7 @@ ifneq ($(AGENTS),)
 endif
 
 # Up, deployed, loaded, verified, compared with the plan; the report lands in lab-output/.
-lab: collection node-image lab-spec
+lab: collection bake lab-spec
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/lab.yml -e lab_state=up
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/lab_job.yml
@@ -98,12 +121,13 @@ lab-down: collection docker
 	ansible-playbook -i $(LAB_SPEC) playbooks/lab.yml -e lab_state=down
 
 # The lab benchmarks need the lab up and deployed: `make bench` brings it up first.
-bench: collection node-image
+bench: collection bake
 	@command -v wrk >/dev/null || apt-get install -y wrk || { echo "make bench: install wrk (Debian's package)" >&2; exit 2; }
 	python bench/inventory_speed.py
 	python bench/mysql_tuning.py
 	python bench/mysql_tuning.py --disk-iops 3000
 	$(MAKE) lab
+	python bench/node_build.py
 	python bench/checkin_throughput.py --profile 15
 	python bench/rolling_replace.py
 
