@@ -76,11 +76,18 @@ def refusal(tmp_path: pathlib.Path, extra: dict) -> dict:
 
 def test_database_nodes_are_refused_by_name(tmp_path):
     refused = refusal(tmp_path, {"rolling_targets": ["web_user", "db-01"]})
-    assert refused["task"] == "Refuse database nodes"
-    assert refused["msg"].startswith("db-01: database nodes are not replaced by add-then-remove"), refused["msg"]
+    assert refused["task"] == "Pair each node to replace with its new node, batch by batch"
+    assert "fleetscale.split.rolling_batches: field 'rolling_targets': database nodes are not replaced" \
+        in refused["msg"], refused["msg"]
+    assert "(got ['db-01'])" in refused["msg"], refused["msg"]
 
 
 def test_an_unknown_target_is_named(tmp_path):
     refused = refusal(tmp_path, {"rolling_targets": ["web_agent", "web-agent-09"]})
-    assert refused["task"] == "Check the request"
-    assert "unknown: web-agent-09" in refused["msg"], refused["msg"]
+    assert refused["task"] == "Expand the targets to hosts"
+    assert "field 'rolling_targets': unknown: web-agent-09" in refused["msg"], refused["msg"]
+
+
+def test_a_bad_surge_is_refused_before_anything_changes(tmp_path):
+    refused = refusal(tmp_path, {"rolling_targets": "web_agent", "rolling_surge": 0})
+    assert "field 'rolling_surge': must be a whole number >= 1 (got 0)" in refused["msg"], refused["msg"]
