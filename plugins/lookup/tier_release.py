@@ -15,6 +15,8 @@ description:
     install part reads (C(defaults/), C(files/), C(vars/), C(tasks/install.yml), C(tasks/service_user.yml)).
   - The same inputs always give the same release, so C(playbooks/bake.yml) reuses an image whose tag exists and
     bakes again only when the base image or the role's install inputs changed.
+  - The bake playbook (C(playbooks/bake.yml)) is part of the release too, since it decides what else an image
+    holds.
   - Reads the roles of this collection on the controller; caches, compiled Python and editor files are left out.
 options:
   _terms:
@@ -53,7 +55,10 @@ from ansible.plugins.lookup import LookupBase
 from ansible_collections.fleetscale.split.plugins.module_utils import images
 from ansible_collections.fleetscale.split.plugins.module_utils.errors import PlanError
 
-_ROLES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "roles")
+_COLLECTION = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+_ROLES_DIR = os.path.join(_COLLECTION, "roles")
+# The playbook that bakes: what it records and clears in an image is part of the image.
+_RECIPE = (os.path.join(_COLLECTION, "playbooks", "bake.yml"),)
 
 
 class LookupModule(LookupBase):
@@ -64,6 +69,6 @@ class LookupModule(LookupBase):
         suite = self.get_option("suite")
         base_image_id = self.get_option("base_image_id")
         try:
-            return [images.tier_release(tier, suite, base_image_id, os.path.normpath(_ROLES_DIR)) for tier in terms]
+            return [images.tier_release(tier, suite, base_image_id, _ROLES_DIR, _RECIPE) for tier in terms]
         except PlanError as ex:
             raise AnsibleLookupError(ex.describe(source="fleetscale.split.tier_release")) from ex

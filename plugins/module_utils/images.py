@@ -46,23 +46,28 @@ def _files(root, inputs):
     return sorted(set(found))
 
 
+def _add_file(digest, path, name):
+    """One file into the digest: its name, executable bit, length and bytes."""
+    with open(path, "rb") as handle:
+        content = handle.read()
+    executable = "x" if os.access(path, os.X_OK) else "-"
+    digest.update(("%s\0%s\0%d\0" % (name, executable, len(content))).encode())
+    digest.update(content)
+
+
 def content_digest(root, inputs=INSTALL_INPUTS):
-    """SHA-256 over the names, executable bits and bytes of the files under root/inputs."""
+    """SHA-256 over the names (relative to root), executable bits and bytes of the files under root/inputs."""
     if not os.path.isdir(root):
         raise PlanError("role_path", root, "is not a directory")
     digest = hashlib.sha256()
     for relative in _files(root, inputs):
-        path = os.path.join(root, relative)
-        with open(path, "rb") as handle:
-            content = handle.read()
-        executable = "x" if os.access(path, os.X_OK) else "-"
-        digest.update(("%s\0%s\0%d\0" % (relative, executable, len(content))).encode())
-        digest.update(content)
+        _add_file(digest, os.path.join(root, relative), relative)
     return digest.hexdigest()
 
 
-def tier_release(tier, suite, base_image_id, roles_dir):
-    """The release of a tier image: '<suite>-<12 hex>' from the base image and the role's install inputs."""
+def tier_release(tier, suite, base_image_id, roles_dir, recipe=()):
+    """The release of a tier image: '<suite>-<12 hex>' from the base image, the role's install inputs and
+    the recipe (the files that bake it, such as playbooks/bake.yml)."""
     if tier not in TIER_ROLES:
         raise PlanError("tier", tier, "must be one of %s" % ", ".join(sorted(TIER_ROLES)))
     if not isinstance(suite, str) or not re.match(r"^[a-z][a-z0-9]*$", suite):
@@ -70,5 +75,13 @@ def tier_release(tier, suite, base_image_id, roles_dir):
     if not isinstance(base_image_id, str) or not re.match(r"^sha256:[0-9a-f]{64}$", base_image_id):
         raise PlanError("base_image_id", base_image_id, "must be a Docker image id (sha256:<64 hex>)")
     role = content_digest(os.path.join(roles_dir, TIER_ROLES[tier]))
-    combined = hashlib.sha256(("%s\0%s\0%s\0%s" % (tier, suite, base_image_id, role)).encode()).hexdigest()
+    recipe_digest = hashlib.sha256()
+    for path in recipe:
+        if not os.path.isfile(path):
+            raise PlanError("recipe", path, "is not a file")
+        # By its name only: the same recipe read through another path is the same recipe.
+        _add_file(recipe_digest, path, os.path.basename(path))
+    baked_by = recipe_digest.hexdigest() if recipe else ""
+    combined = hashlib.sha256(("%s\0%s\0%s\0%s\0%s" % (tier, suite, base_image_id, role, baked_by)).encode()
+                              ).hexdigest()
     return "%s-%s" % (suite, combined[:_DIGEST_LENGTH])

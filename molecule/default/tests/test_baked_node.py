@@ -4,7 +4,8 @@ The lab's web nodes boot fleetscale/web (playbooks/bake.yml) and site.yml conver
 builds one more web node the way a replacement would (bench/rolling/build_one_node.yml: container,
 database grant, web role, ready) but from the bare base image, so the role installs everything, and
 compares the two nodes: installed packages, the files the role and its packages own (names, modes,
-owners, content with the host name taken out), enabled unit files and running services.
+owners, content with the host name taken out), enabled unit files and running services. Last, a bake
+whose install fails must make no image and leave no builder behind.
 
     molecule test            # runs it in the verify step, after test_split.py
 """
@@ -99,3 +100,21 @@ def test_a_baked_node_converges_to_the_node_a_bare_host_converges_to(
     assert not only_baked and not only_bare, (
         f"{section} differ: only on {BAKED_NODE} (baked image) {only_baked[:20]}; "
         f"only on {bare_node} (bare image) {only_bare[:20]}")
+
+
+def test_a_failed_bake_leaves_no_image_and_no_builder(request: pytest.FixtureRequest) -> None:
+    """An install that fails is never committed: the run fails naming the tier and why, and cleans up."""
+    repository = "fleetscale-test-failed-bake"
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", request.config.option.ansible_inventory,
+               str(ROOT / "playbooks" / "bake.yml"), "-e",
+               json.dumps({"bake_repository": repository, "bake_tiers": ["app"],
+                           "__app_packages": ["fleetscale-no-such-package"]})]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ.copy(), check=False)
+    assert done.returncode != 0
+    assert "the install part failed for app and no image was made for it" in done.stdout, done.stdout[-3000:]
+    assert "fleetscale-no-such-package" in done.stdout
+    images = subprocess.run(["docker", "images", "--quiet", f"{repository}/app"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    builders = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter", "name=^fleetscale-bake-"],
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert images == [] and builders == []

@@ -86,6 +86,18 @@ def test_the_base_image_and_the_suite_change_the_release(roles):
     assert release(roles, suite="trixie").startswith("trixie-")
 
 
+def test_the_recipe_changes_the_release(roles, tmp_path):
+    recipe = tmp_path / "bake.yml"
+    recipe.write_text("- name: Bake\n")
+    with_recipe = images.tier_release("web", "bookworm", BASE, str(roles), [str(recipe)])
+    assert with_recipe != release(roles)
+    recipe.write_text("- name: Bake and record\n")
+    assert images.tier_release("web", "bookworm", BASE, str(roles), [str(recipe)]) != with_recipe
+    with pytest.raises(PlanError) as refused:
+        images.tier_release("web", "bookworm", BASE, str(roles), [str(tmp_path / "missing.yml")])
+    assert refused.value.field == "recipe"
+
+
 def test_tiers_of_the_same_role_content_differ(roles):
     (roles / "proxy").symlink_to(roles / "web")
     assert release(roles, tier="proxy") != release(roles, tier="web")
@@ -123,7 +135,8 @@ def test_the_lookup_gives_one_release_per_tier_of_the_collections_roles():
     done = lookup(["proxy", "web", "app", "database"])
     assert done.returncode == 0, done.stdout + done.stderr
     releases = json.loads(done.stdout[done.stdout.index("{"):])["msg"]
-    assert releases == [images.tier_release(tier, "bookworm", BASE, str(ROOT / "roles"))
+    assert releases == [images.tier_release(tier, "bookworm", BASE, str(ROOT / "roles"),
+                                            [str(ROOT / "playbooks" / "bake.yml")])
                         for tier in ("proxy", "web", "app", "database")]
     assert len(set(releases)) == 4
 
