@@ -127,7 +127,7 @@ bench: collection bake
 	python bench/mysql_tuning.py
 	python bench/mysql_tuning.py --disk-iops 3000
 	$(MAKE) lab
-	python bench/node_build.py
+	-python bench/node_build.py
 	python bench/checkin_throughput.py --profile 15
 	python bench/rolling_replace.py
 
