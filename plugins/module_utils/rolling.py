@@ -93,8 +93,8 @@ def plan_batches(olds, groups, indices, fleet_plan, surge=1, provider="lab", poo
             if provider == "lab":
                 news = topology.next_nodes(fleet_plan, tier, len(chunk), taken)
             else:
-                news = [{"name": spare["name"], "address": spare["address"], "index": None}
-                        for spare in (spares.pop(0) for _ in chunk)]
+                taken_spares, spares = spares[:len(chunk)], spares[len(chunk):]
+                news = [{"name": spare["name"], "address": spare["address"], "index": None} for spare in taken_spares]
             taken.extend(new["name"] for new in news)
             batches.append({"tier": tier, "pairs": [
                 {"old": old, "old_index": indices.get(old), "new": new["name"], "new_index": new["index"],
