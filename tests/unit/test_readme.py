@@ -1,4 +1,4 @@
-"""README's generated tables (sizing from the filters, role variables from argument_specs) are current."""
+"""The docs' generated tables (sizing from the filters, role variables from argument_specs) are current."""
 
 import pathlib
 import subprocess

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Regenerate the generated parts of README.md: the sizing table and the role variables.
+"""Regenerate the generated parts of the docs: the sizing table and the role variables.
 
-The sizing table is computed by the collection's own filters (split_plan), and the role
-variable tables come from each role's meta/argument_specs.yml, so neither is typed by hand.
-`--check` exits 1 when README.md is out of date (the unit tests run it).
+The sizing table (docs/capacity.md) is computed by the collection's own filters (split_plan), and the role
+variable tables (docs/roles.md) come from each role's meta/argument_specs.yml, so neither is typed by hand.
+`--check` exits 1 when a page is out of date (the unit tests run it).
 """
 
 from __future__ import annotations
@@ -82,31 +82,50 @@ def role_variables(role):
     return "\n".join(rows)
 
 
-def render(text):
-    blocks = {"sizing-table": sizing_table()}
+# The pages that hold generated blocks: the sizing table and each role's variables.
+PAGES = ("docs/capacity.md", "docs/roles.md")
+
+
+def blocks():
+    found = {"sizing-table": sizing_table()}
     for role in ROLES:
-        blocks["role-variables-%s" % role] = role_variables(role)
-    for name, body in blocks.items():
+        found["role-variables-%s" % role] = role_variables(role)
+    return found
+
+
+def render(text, wanted):
+    """The page with each of its generated blocks made current; the names of the blocks it holds."""
+    held = []
+    for name, body in wanted.items():
         pattern = re.compile(r"(<!-- BEGIN %s -->\n)(?:.*?\n)?(<!-- END %s -->)" % (name, name), re.S)
-        if not pattern.search(text):
-            raise SystemExit("README.md has no <!-- BEGIN %s --> ... <!-- END %s --> block" % (name, name))
-        text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
-    return text
+        if pattern.search(text):
+            held.append(name)
+            text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
+    return text, held
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is not up to date")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a page is not up to date")
     args = parser.parse_args()
-    readme = ROOT / "README.md"
-    current = readme.read_text()
-    wanted = render(current)
-    if args.check:
-        if current != wanted:
-            print("README.md is out of date: run `make readme`", file=sys.stderr)
-            return 1
-        return 0
-    readme.write_text(wanted)
+    wanted = blocks()
+    stale, held = [], []
+    for page in PAGES:
+        path = ROOT / page
+        current = path.read_text()
+        rendered, names = render(current, wanted)
+        held += names
+        if current != rendered:
+            stale.append(page)
+            if not args.check:
+                path.write_text(rendered)
+    missing = sorted(set(wanted) - set(held))
+    if missing:
+        raise SystemExit("no <!-- BEGIN name --> ... <!-- END name --> block in %s for: %s"
+                         % (", ".join(PAGES), ", ".join(missing)))
+    if args.check and stale:
+        print("%s out of date: run `make readme`" % ", ".join(stale), file=sys.stderr)
+        return 1
     return 0
 
 
