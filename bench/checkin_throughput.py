@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import wrkload
-from labtools import ROOT, allow, environment, first_proxy, plain
+from labtools import BIN, ROOT, allow, environment, first_proxy, inventory
 
 # The simulator ships as a tool directory, not an installed package.
 sys.path.insert(0, str(ROOT / "tools" / "agentsim"))
@@ -41,8 +41,6 @@ from agentsim.roster import Roster
 from agentsim.verify import DockerExecReader
 
 OUT = ROOT / "bench" / "results"
-BIN = Path(sys.executable).parent
-INVENTORY = ROOT / "inventories" / "lab" / "lab.fleet.yml"
 TARGET_PER_S = 1000.0
 WRK_CHECKIN_CONNECTIONS = (1, 2, 4, 8, 16, 32, 64)
 WRK_STATIC_CONNECTIONS = (8, 16, 32, 64, 128, 256)
@@ -50,9 +48,7 @@ WRK_STATIC_CONNECTIONS = (8, 16, 32, 64, 128, 256)
 
 def lab() -> tuple[str, Path, str, list[str]]:
     """The proxy's published URL, the plan file, the static path and the agent web nodes."""
-    done = subprocess.run([str(BIN / "ansible-inventory"), "-i", str(INVENTORY), "--list"], env=environment(),
-                          capture_output=True, text=True, check=True)
-    data = plain(json.loads(done.stdout))
+    data = inventory()
     hostvars = data["_meta"]["hostvars"]
     proxy = first_proxy(data)
     static = hostvars[proxy].get("web_nginx_static_probe_path")
