@@ -3,7 +3,7 @@
 """Rolling replacement filters: thin wrappers over module_utils/rolling.py.
 
 Documentation of each filter lives in its sidecar YAML file (rolling_hosts.yml, rolling_batches.yml,
-rolling_record.yml).
+rolling_play_hosts.yml, rolling_record.yml).
 """
 
 from __future__ import annotations
@@ -34,6 +34,14 @@ def rolling_batches(olds, groups, fleet_plan, indices=None, surge=1, provider="l
         raise _refuse("rolling_batches", ex) from ex
 
 
+def rolling_play_hosts(batches, known=None):
+    """The batch play's hosts, a controller step host before each batch's new nodes, and its batch sizes."""
+    try:
+        return rolling.play_hosts(batches, known or ())
+    except PlanError as ex:
+        raise _refuse("rolling_play_hosts", ex) from ex
+
+
 def rolling_record(state, batch, step, explicit=False, listed=None):
     """The replacements record after one step of a batch."""
     try:
@@ -46,4 +54,5 @@ class FilterModule:
     """fleetscale.split rolling replacement filters."""
 
     def filters(self):
-        return {"rolling_hosts": rolling_hosts, "rolling_batches": rolling_batches, "rolling_record": rolling_record}
+        return {"rolling_hosts": rolling_hosts, "rolling_batches": rolling_batches,
+                "rolling_play_hosts": rolling_play_hosts, "rolling_record": rolling_record}

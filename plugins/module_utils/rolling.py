@@ -8,6 +8,10 @@ traffic is kept by the others, the singleton hands over from one holder to one).
 by the plan's own rule (topology.next_nodes) with the lab provider, or taken from a pool of spare hosts
 with the static one.
 
+play_hosts() lays the batches out as the hosts of one play with `serial`: per batch a controller step
+host (a local alias that runs the batch's steps on the controller) followed by the batch's new nodes,
+and the size of each batch, so that each batch of the play is one batch of the replacement.
+
 record_step() is the replacements record after one step of a batch (adding, retire, drop): the file
 playbooks/rolling_replace.yml writes and the fleetscale.split.fleet inventory plugin reads
 (`retired` and `adding` node indices of generated tiers, `hosts` of explicit tiers).
@@ -24,6 +28,13 @@ REPLACEABLE_TIERS = ("web_user", "web_agent", "app", "proxy")
 SURGE_TIERS = ("web_user", "web_agent")
 PROVIDERS = ("lab", "static")
 STEPS = ("adding", "retire", "drop")
+# The batch play's controller step hosts are named CONTROLLER_PREFIX + the batch's number.
+CONTROLLER_PREFIX = "rolling-batch-"
+# The group of every host of the batch play, and the group of the new nodes of each kind of tier
+# (for the steps that prepare the databases and proxies for them before the batches start).
+BATCH_GROUP = "rolling_batches"
+PLANNED_GROUPS = {"web_user": "rolling_planned_web", "web_agent": "rolling_planned_web",
+                  "app": "rolling_planned_app", "proxy": "rolling_planned_proxy"}
 
 
 def expand_targets(targets, groups, skip=()):
@@ -100,6 +111,31 @@ def plan_batches(olds, groups, indices, fleet_plan, surge=1, provider="lab", poo
                 {"old": old, "old_index": indices.get(old), "new": new["name"], "new_index": new["index"],
                  "address": new["address"]} for old, new in zip(chunk, news, strict=True)]})
     return batches
+
+
+def play_hosts(batches, known=()):
+    """The batch play's hosts in order, and its serial batch sizes: {'hosts': [...], 'sizes': [...]}.
+
+    Per batch: {'name': 'rolling-batch-N', 'controller': True, 'number': N, 'batch': batch}, then per pair
+    {'name': new, 'controller': False, 'number': N, 'tier', 'pair', 'groups'}. known: the inventory's hosts,
+    which no controller step host may shadow.
+    """
+    if not isinstance(batches, (list, tuple)) or not all(
+            isinstance(batch, dict) and batch.get("tier") in PLANNED_GROUPS and batch.get("pairs")
+            for batch in batches):
+        raise PlanError("batches", batches, "must be the batches of fleetscale.split.rolling_batches")
+    hosts, sizes = [], []
+    for number, batch in enumerate(batches, 1):
+        name = "%s%d" % (CONTROLLER_PREFIX, number)
+        if name in known:
+            raise PlanError("inventory", name, "the name of a rolling replacement step host: rename that host")
+        hosts.append({"name": name, "controller": True, "number": number, "batch": batch,
+                      "groups": [BATCH_GROUP]})
+        for pair in batch["pairs"]:
+            hosts.append({"name": pair["new"], "controller": False, "number": number, "tier": batch["tier"],
+                          "pair": pair, "groups": [BATCH_GROUP, PLANNED_GROUPS[batch["tier"]]]})
+        sizes.append(1 + len(batch["pairs"]))
+    return {"hosts": hosts, "sizes": sizes}
 
 
 def _tiers(state, key):

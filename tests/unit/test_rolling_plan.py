@@ -23,15 +23,17 @@ SPEC = {"plugin": "fleetscale.split.fleet", "agents": 20000, "tenant_count": 4, 
         "compose": {"ansible_connection": "'community.docker.docker'"}}
 
 
-def check_run(tmp_path: pathlib.Path, extra: dict) -> tuple[subprocess.CompletedProcess, list[dict]]:
-    """The playbook in check mode; its output and every task result on localhost."""
+def check_run(tmp_path: pathlib.Path, extra: dict, check: bool = True,
+              ) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """The playbook (in check mode unless told); its output and every task result on localhost, each named as
+    in its task file (without the "fleetscale.split.rolling : " of a role's task)."""
     spec = tmp_path / "lab.fleet.yml"
     spec.write_text(yaml.safe_dump(SPEC))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", TMPDIR=str(tmp_path), HOME=str(tmp_path))
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", HOME=str(tmp_path))
     done = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", str(spec),
-                           str(PLAYBOOK), "--check", "-e", json.dumps(extra)],
+                           str(PLAYBOOK), *(["--check"] if check else []), "-e", json.dumps(extra)],
                           capture_output=True, text=True, cwd=ROOT, env=env, check=False, timeout=120)
-    results = [task["hosts"]["localhost"] | {"task": task["task"]["name"]}
+    results = [task["hosts"]["localhost"] | {"task": task["task"]["name"].rpartition(" : ")[2]}
                for play in json.loads(done.stdout)["plays"] for task in play["tasks"]
                if "localhost" in task["hosts"]]
     return done, results
@@ -86,6 +88,34 @@ def test_an_unknown_target_is_named(tmp_path):
     refused = refusal(tmp_path, {"rolling_targets": ["web_agent", "web-agent-09"]})
     assert refused["task"] == "Expand the targets to hosts"
     assert "field 'rolling_targets': unknown: web-agent-09" in refused["msg"], refused["msg"]
+
+
+def test_a_missing_or_mistyped_setting_is_refused_by_the_argument_specs(tmp_path):
+    refused = refusal(tmp_path, {"rolling_surge": 2})
+    assert "missing required arguments: rolling_targets" in refused["msg"], refused["msg"]
+    refused = refusal(tmp_path, {"rolling_targets": "web_agent", "rolling_provider": "cloud"})
+    assert "rolling_provider" in refused["msg"] and "cloud" in refused["msg"], refused["msg"]
+
+
+def test_a_second_run_on_the_same_fleet_is_refused_while_the_first_runs(tmp_path):
+    """The lock beside the replacements record names a live ansible-playbook process: the run stops at once,
+    naming the lock file and that process, and leaves the lock (and everything else) as it was."""
+    holder = subprocess.Popen(["bash", "-c", "exec -a ansible-playbook sleep 60"])
+    try:
+        lock = tmp_path / ".nodes.lock"
+        held = json.dumps({"pid": holder.pid, "host": os.uname().nodename, "started": "2026-12-07T01:00:00+00:00"})
+        lock.write_text(held + "\n")
+        done, results = check_run(tmp_path, {"rolling_targets": "web_agent"}, check=False)
+        assert done.returncode != 0
+        refused = next(r for r in results if r.get("failed"))
+        assert refused["task"] == "Refuse to run beside another replacement of the same fleet"
+        assert f"{lock}: another rolling replacement of this fleet holds the lock (ansible-playbook pid " \
+            f"{holder.pid}" in refused["msg"], refused["msg"]
+        assert lock.read_text() == held + "\n"
+        untouched(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_a_bad_surge_is_refused_before_anything_changes(tmp_path):

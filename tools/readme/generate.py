@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT / ".build" / "collections"))
 from ansible_collections.fleetscale.split.plugins.filter.split import split_plan
 
 SIZES = (5_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000)
-ROLES = ("proxy", "web", "app", "database")
+# Each role and the entry point of its argument specs that holds its settings.
+ROLES = {"proxy": "main", "web": "main", "app": "main", "database": "main", "rolling": "plan"}
 
 
 def sizing_table():
@@ -45,9 +46,9 @@ def _cell(text):
 
 
 def role_options(role):
-    """The options of a role's meta/argument_specs.yml (entry point main)."""
+    """The options of a role's meta/argument_specs.yml (the entry point ROLES names)."""
     path = ROOT / "roles" / role / "meta" / "argument_specs.yml"
-    return yaml.safe_load(path.read_text())["argument_specs"]["main"].get("options", {})
+    return yaml.safe_load(path.read_text())["argument_specs"][ROLES[role]].get("options", {})
 
 
 def role_defaults(role):
@@ -61,7 +62,7 @@ def _default_cell(value):
     if isinstance(value, bool):
         return "`%s`" % str(value).lower()
     if isinstance(value, str):
-        return _cell("`%s`" % value)
+        return _cell("`%s`" % value) if value else '`""`'
     if isinstance(value, (list, dict)) and len(yaml.safe_dump(value, default_flow_style=True)) > 60:
         return "(%d entries, see defaults/main.yml)" % len(value)
     text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()

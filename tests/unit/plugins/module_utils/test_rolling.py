@@ -198,4 +198,49 @@ def test_the_filters_name_themselves_on_refusal():
         rolling_filters.rolling_hosts(["x"], groups)
     with pytest.raises(Exception, match=r"fleetscale\.split\.rolling_record: field 'step'"):
         rolling_filters.rolling_record({}, {"tier": "web_user", "pairs": []}, "undo")
-    assert set(rolling_filters.FilterModule().filters()) == {"rolling_hosts", "rolling_batches", "rolling_record"}
+    with pytest.raises(Exception, match=r"fleetscale\.split\.rolling_play_hosts: field 'batches'"):
+        rolling_filters.rolling_play_hosts([{"tier": "database", "pairs": [{}]}])
+    assert set(rolling_filters.FilterModule().filters()) == {
+        "rolling_hosts", "rolling_batches", "rolling_play_hosts", "rolling_record"}
+
+
+def test_each_batch_of_the_play_is_its_controller_step_then_its_new_nodes():
+    plan, groups, indices, _ = lab()
+    olds = rolling.expand_targets(["web", "app-01", "proxy-01"], groups)
+    batches = rolling.plan_batches(olds, groups, indices, plan, surge=2)
+    layout = rolling.play_hosts(batches, groups["all"])
+    assert [(h["name"], h["number"]) for h in layout["hosts"]] == [
+        ("rolling-batch-1", 1), ("web-user-02", 1),
+        ("rolling-batch-2", 2), ("web-agent-03", 2), ("web-agent-04", 2),
+        ("rolling-batch-3", 3), ("app-03", 3),
+        ("rolling-batch-4", 4), ("proxy-03", 4)]
+    assert layout["sizes"] == [2, 3, 2, 2]
+    controllers = [h for h in layout["hosts"] if h["controller"]]
+    assert [h["batch"] for h in controllers] == batches
+    assert {h["name"]: h["groups"] for h in layout["hosts"] if not h["controller"]} == {
+        "web-user-02": ["rolling_batches", "rolling_planned_web"],
+        "web-agent-03": ["rolling_batches", "rolling_planned_web"],
+        "web-agent-04": ["rolling_batches", "rolling_planned_web"],
+        "app-03": ["rolling_batches", "rolling_planned_app"],
+        "proxy-03": ["rolling_batches", "rolling_planned_proxy"]}
+    assert layout["hosts"][4]["pair"] == batches[1]["pairs"][1]
+
+
+def test_no_batch_is_an_empty_play():
+    assert rolling.play_hosts([]) == {"hosts": [], "sizes": []}
+
+
+@pytest.mark.parametrize("batches", [None, "web", [{"tier": "web_agent", "pairs": []}], [{"tier": "database",
+                                                                                        "pairs": [{"new": "x"}]}]])
+def test_a_bad_batch_list_is_refused(batches):
+    with pytest.raises(PlanError) as refused:
+        rolling.play_hosts(batches)
+    assert refused.value.field == "batches"
+
+
+def test_an_inventory_host_a_controller_step_would_shadow_is_refused():
+    plan, groups, indices, _ = lab()
+    batches = rolling.plan_batches(["web-user-01"], groups, indices, plan)
+    with pytest.raises(PlanError, match="rolling-batch-1") as refused:
+        rolling.play_hosts(batches, groups["all"] + ["rolling-batch-1"])
+    assert refused.value.field == "inventory"
