@@ -90,7 +90,7 @@ sanity: collection
 	cd $(SANITY_ROOT) && ansible-test sanity --local --python 3.11 --color no plugins/
 
 unit: collection packer
-	pytest -q tests/unit
+	pytest -q -n auto tests/unit
 
 # tests/unit/test_packer_template.py validates packer/fleetscale-tier.pkr.hcl with Debian's packer.
 packer:
