@@ -16,8 +16,10 @@ description:
     C(db_shard_N))."
   - "Host variables: C(fleet_role), C(fleet_index), C(fleet_address), and where they apply
     C(fleet_capacity_rps), C(fleet_planned_rps), C(fleet_utilisation), C(fleet_app_role) (active or standby),
-    C(fleet_shard), C(fleet_tenants) and C(fleet_shard_agents). The whole plan is the variable named by
-    O(plan_var) on C(all)."
+    C(fleet_shard), C(fleet_tenants), C(fleet_shard_agents), C(fleet_database_role) (the planned primary or
+    replica), C(fleet_database_primary) (the shard's planned primary) and C(fleet_database_server_id). The
+    whole plan is the variable named by O(plan_var) on C(all); each of its C(shards) lists its C(members),
+    C(host) (planned primary), C(writer_address) and C(address) (what clients connect to)."
   - Names and addresses are stable, derived from each node's index in its tier, so growing a spec only adds
     hosts.
   - A bad topology is refused before anything runs, with the file, the field and the value.
@@ -53,18 +55,28 @@ options:
       - Relative to the spec's directory. A missing file is not an error; the spec's values are used.
     type: str
   naming:
-    description: Host name pattern per tier, containing C({index}), for example C(web-{index:02d}).
+    description:
+      - Host name pattern per tier, containing C({index}), for example C(web-{index:02d}).
+      - "The database pattern also contains C({shard}) (default C(db-{shard:02d}-{index:02d})): node 1 of a
+        shard is its planned primary, the next ones its replicas."
     type: dict
     default: {}
   network:
     description:
       - C(subnet) (CIDR) and C(first_address), a mapping of tier to the first address of that tier. The node
         with index N gets the tier's first address plus N - 1.
+      - The database tier gives each shard a block of 32 addresses from its first address on (shard S starts
+        at first + 32 (S - 1)). The block's first address is the shard's writer address, held by the writable
+        primary (the web and app tiers connect to it); node N of the shard gets the block's address N.
     type: dict
   hosts:
     description:
-      - Explicit hosts for a tier, a list of C(name) and C(address) (and C(shard) for database hosts). The list
-        is the tier and must hold at least the planned number of nodes.
+      - Explicit hosts for a tier, a list of C(name) and C(address). The list is the tier and must hold at least
+        the planned number of nodes.
+      - Database hosts also take C(shard), C(role) (C(primary) or C(replica); a shard's only host is its
+        primary) and, on a replica, C(replica_of) (its shard's primary). Each shard needs exactly one primary
+        and C(model.database_replicas) replicas. Without a network block, clients reach a shard's primary by
+        its own address.
     type: dict
     default: {}
   retired:

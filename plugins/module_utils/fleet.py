@@ -21,6 +21,8 @@ TIER_GROUPS = {
     "database": ("database", None),
 }
 SCHEMA_PATTERN = "fleet_shard_%d"
+# server_id must differ between the nodes of a shard, and reads well as shard and node.
+SERVER_ID_SHARD_FACTOR = 1000
 
 
 def _host_vars(tier, host, tier_plan, count):
@@ -34,6 +36,16 @@ def _host_vars(tier, host, tier_plan, count):
         hostvars["fleet_planned_rps"] = round(tier_plan["planned_rps"] / count, 6)
         hostvars["fleet_utilisation"] = round(tier_plan["planned_rps"] / count / tier_plan["capacity_rps"], 6)
     return hostvars
+
+
+def _add_member(shard, host, writer):
+    """Record a database host on its shard; the primary also gives the shard its host and address."""
+    shard.setdefault("members", []).append(host["name"])
+    if host["database_role"] == "primary":
+        shard.update({"host": host["name"], "schema": SCHEMA_PATTERN % shard["shard"],
+                      "writer_address": writer,
+                      # What clients connect to: the floating writer address, else the primary itself.
+                      "address": writer or host.get("address")})
 
 
 def build_fleet(raw_spec, naming=None, network=None, hosts=None, existing_placement=None, rebalance=False,
@@ -58,13 +70,18 @@ def build_fleet(raw_spec, naming=None, network=None, hosts=None, existing_placem
                 if shard is None:
                     raise PlanError("hosts.database", host["name"],
                                     "host is listed for shard %d, which the plan does not have" % host["shard"])
-                shard.update({"host": host["name"], "address": host.get("address"),
-                              "schema": SCHEMA_PATTERN % shard["shard"]})
+                _add_member(shard, host, topology["database_writers"].get(shard["shard"]))
                 hostvars.update({"fleet_shard": shard["shard"], "fleet_tenants": shard["tenants"],
                                  "fleet_shard_agents": shard["agents"],
-                                 "fleet_utilisation": shard["utilisation"]})
+                                 "fleet_utilisation": shard["utilisation"],
+                                 "fleet_database_role": host["database_role"],
+                                 "fleet_database_server_id": shard["shard"] * SERVER_ID_SHARD_FACTOR + host["index"]})
                 groups.append("db_shard_%d" % shard["shard"])
             records.append({"name": host["name"], "groups": groups, "vars": hostvars})
+    for record in records:
+        if record["vars"]["fleet_role"] == "database":
+            shard = shards_by_number[record["vars"]["fleet_shard"]]
+            record["vars"]["fleet_database_primary"] = shard["host"]
     plan["hosts"] = {tier: [h["name"] for h in topology[tier]] for tier in plan_module.TIER_NAMES}
     plan["layout"] = topology_module.layout(naming, network, hosts, retired, adding)
     parents = {TIER_GROUPS[t][0]: TIER_GROUPS[t][1] for t in TIER_GROUPS if TIER_GROUPS[t][1]}

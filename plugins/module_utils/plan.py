@@ -9,7 +9,9 @@ Tiers:
 - web_user: dedicated user and integration nodes; a single one falls back onto the
   agent nodes (which are sized to carry it), more than one are N+1 among themselves;
 - app: the singleton application service, one active plus standbys, never two actives;
-- database: one instance per agents_per_db agents, tenants placed on shards.
+- database: one shard per agents_per_db agents, tenants placed on shards; each shard is
+  a primary and database_replicas replicas (copies, not capacity: every write goes to
+  the primary).
 """
 
 from __future__ import annotations
@@ -109,11 +111,16 @@ def _database_tier(agents, placed, model):
     shared = [s for s in shards if not s["dedicated"]]
     free = sum(max(0.0, per_db - s["load"]) for s in shared)
     largest_free = max((per_db - s["load"] for s in shared), default=0)
+    replicas = model["database_replicas"]
+    warnings = list(placed["warnings"])
+    if replicas == 0:
+        warnings.append("no replica (model.database_replicas is 0): losing a shard's only node loses its data")
     return {
-        "nodes": len(shards),
+        "nodes": len(shards) * (1 + replicas),
         "shards": len(shards),
+        "replicas": replicas,
         "active_needed": len(shards),
-        "spare": 0,
+        "spare": len(shards) * replicas,
         "capacity_agents": per_db,
         "capacity_rps": None,
         "planned_rps": None,
@@ -124,7 +131,7 @@ def _database_tier(agents, placed, model):
         "headroom_rps": None,
         "headroom_agents": int(free),
         "largest_free_agents": int(max(0, largest_free)),
-        "warnings": list(placed["warnings"]),
+        "warnings": warnings,
     }
 
 

@@ -79,6 +79,8 @@ MODEL_FIELDS = {
         int, 1, 1, 1, doc="active instances of the singleton application service: always 1"),
     "app_standbys": Field(
         int, 1, 0, MAX_NODES_SETTING, doc="idle standbys of the singleton application service"),
+    "database_replicas": Field(
+        int, 1, 0, 9, doc="replicas of each shard's primary; 0 only on purpose: losing the lone node loses its data"),
     "agents_per_db": Field(
         int, 50_000, 1, MAX_AGENTS, doc="agents one tuned database instance carries before sharding"),
     "redundancy": Field(

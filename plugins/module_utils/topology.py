@@ -8,6 +8,12 @@ existing host is renamed or re-addressed. A tier may instead list its hosts
 explicitly (an existing fleet); then the list is the tier and must hold at least the
 planned number of nodes.
 
+Database nodes are numbered within their shard: index 1 is the shard's planned primary,
+the next ones its replicas, so adding a shard or a replica only appends hosts too. Each
+shard owns a block of SHARD_BLOCK addresses from the tier's first address on: the block's
+first address is the shard's writer address (held by whichever node is the writable
+primary), node N of the shard takes the block's address N.
+
 A generated tier may also retire indices: a node replaced by a rolling replacement
 keeps its index out of use for good, so its successor takes the next free index (a
 new name and address) and the plan's later runs see the replacement.
@@ -26,11 +32,16 @@ DEFAULT_NAMING = {
     "web_agent": "web-agent-{index:02d}",
     "web_user": "web-user-{index:02d}",
     "app": "app-{index:02d}",
-    "database": "db-{index:02d}",
+    "database": "db-{shard:02d}-{index:02d}",
 }
+# Fields every pattern of a tier must contain: a database node is named within its shard.
+PATTERN_FIELDS = {"database": ("shard", "index")}
+SHARD_BLOCK = 32
+DATABASE_ROLES = ("primary", "replica")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME_RE = re.compile(r"^%s(\.%s)*$" % (_LABEL, _LABEL))
-HOST_KEYS = ("name", "address", "shard")
+HOST_KEYS = ("name", "address", "shard", "role", "replica_of")
+DATABASE_HOST_KEYS = ("shard", "role", "replica_of")
 # Tiers whose nodes are replaced by adding a new node and retiring the old one; a
 # database node is replaced by promoting a replica, which is not this mechanism.
 REPLACEABLE_TIERS = ("proxy", "web_agent", "web_user", "app")
@@ -47,10 +58,13 @@ def _check_naming(naming):
         field = "naming.%s" % tier
         if tier not in DEFAULT_NAMING:
             raise PlanError(field, pattern, "unknown tier; tiers: %s" % ", ".join(TIER_NAMES))
-        if not isinstance(pattern, str) or "{index" not in pattern:
-            raise PlanError(field, pattern, "must be a string containing {index} (e.g. 'web-{index:02d}')")
+        needed = PATTERN_FIELDS.get(tier, ("index",))
+        if not isinstance(pattern, str) or not all("{%s" % name in pattern for name in needed):
+            example = DEFAULT_NAMING[tier]
+            raise PlanError(field, pattern, "must be a string containing %s (e.g. %r)"
+                            % (" and ".join("{%s}" % name for name in needed), example))
         try:
-            sample = pattern.format(index=1)
+            sample = pattern.format(**{name: 1 for name in needed})
         except (KeyError, IndexError, ValueError) as ex:
             raise PlanError(field, pattern, "is not a valid pattern: %s" % ex) from ex
         if not HOSTNAME_RE.match(sample):
@@ -107,7 +121,7 @@ def _check_explicit(hosts):
             if not isinstance(entry, dict):
                 raise PlanError(where, entry, "must be a host name or a mapping with name and address")
             for key in entry:
-                if key not in HOST_KEYS or (key == "shard" and tier != "database"):
+                if key not in HOST_KEYS or (key in DATABASE_HOST_KEYS and tier != "database"):
                     raise PlanError("%s.%s" % (where, key), entry[key], "unknown key")
             name = entry.get("name")
             if not isinstance(name, str) or not HOSTNAME_RE.match(name):
@@ -119,11 +133,19 @@ def _check_explicit(hosts):
                 except ValueError as ex:
                     raise PlanError(where + ".address", address, "is not an IP address") from ex
             shard = entry.get("shard")
+            role = entry.get("role")
             if tier == "database":
                 shard = position + 1 if shard is None else shard
                 if isinstance(shard, bool) or not isinstance(shard, int) or shard < 1:
                     raise PlanError(where + ".shard", shard, "must be a shard number >= 1")
-            checked.append({"name": name, "address": address, "shard": shard, "field": where})
+                if role is not None and role not in DATABASE_ROLES:
+                    raise PlanError(where + ".role", role, "must be one of %s" % ", ".join(DATABASE_ROLES))
+                replica_of = entry.get("replica_of")
+                if replica_of is not None and (role != "replica" or not isinstance(replica_of, str)):
+                    raise PlanError(where + ".replica_of", replica_of,
+                                    "only a host with role: replica names its primary (a host name)")
+            checked.append({"name": name, "address": address, "shard": shard, "field": where, "role": role,
+                            "replica_of": entry.get("replica_of")})
         result[tier] = checked
     return result
 
@@ -149,17 +171,74 @@ def _check_retired(retired, name="retired"):
     return result
 
 
+def _address(tier, start, offset, subnet, what):
+    """The tier's first address plus offset, refused past the subnet."""
+    if start is None:
+        return None
+    candidate = start + offset
+    if candidate not in subnet:
+        raise PlanError("network.first_address.%s" % tier, str(start),
+                        "the %s tier's %s would get %s, past network.subnet %s" % (tier, what, candidate, subnet))
+    return str(candidate)
+
+
 def node_identity(tier, index, pattern, start, subnet):
     """Name and address of the node with this index in its tier: the one formula for both."""
-    address = None
-    if start is not None:
-        candidate = start + (index - 1)
-        if candidate not in subnet:
-            raise PlanError("network.first_address.%s" % tier, str(start),
-                            "the %s tier's node %d would get %s, past network.subnet %s"
-                            % (tier, index, candidate, subnet))
-        address = str(candidate)
+    address = _address(tier, start, index - 1, subnet, "node %d" % index)
     return {"name": pattern.format(index=index), "address": address, "index": index, "field": "naming.%s" % tier}
+
+
+def database_identity(shard, index, pattern, start, subnet):
+    """Name and address of node `index` of a shard (index 0 is the shard's writer address)."""
+    if not 1 <= index < SHARD_BLOCK:
+        raise PlanError("naming.database", pattern, "shard %d's node index %d is outside 1-%d (a shard's block "
+                        "holds %d addresses)" % (shard, index, SHARD_BLOCK - 1, SHARD_BLOCK))
+    address = _address("database", start, (shard - 1) * SHARD_BLOCK + index, subnet,
+                       "shard %d node %d" % (shard, index))
+    return {"name": pattern.format(shard=shard, index=index), "address": address, "index": index,
+            "shard": shard, "field": "naming.database"}
+
+
+def writer_address(shard, start, subnet):
+    """The floating address of a shard's writable primary: the first of the shard's block."""
+    return _address("database", start, (shard - 1) * SHARD_BLOCK, subnet, "shard %d writer address" % shard)
+
+
+def _explicit_database(listed, shard_numbers, replicas):
+    """Explicit database hosts by shard, each with its role; refuses shards without exactly one primary."""
+    by_shard = {}
+    for entry in listed:
+        by_shard.setdefault(entry["shard"], []).append(entry)
+    missing = [n for n in shard_numbers if n not in by_shard]
+    if missing:
+        raise PlanError("hosts.database", len(listed), "the plan has shards %s; no host is listed for shard(s) %s"
+                        % (shard_numbers, missing))
+    hosts = []
+    for number in sorted(by_shard):
+        members = by_shard[number]
+        if len(members) == 1 and members[0]["role"] is None:
+            members[0]["role"] = "primary"
+        primaries = [m for m in members if m["role"] == "primary"]
+        if len(primaries) > 1:
+            raise PlanError(primaries[1]["field"] + ".role", "primary", "shard %d already has primary %s"
+                            % (number, primaries[0]["name"]))
+        if not primaries:
+            raise PlanError("hosts.database", [m["name"] for m in members],
+                            "shard %d has no primary: give one of its hosts role: primary" % number)
+        if len(members) < 1 + replicas:
+            raise PlanError("hosts.database", [m["name"] for m in members],
+                            "the plan needs a primary and %d replica(s) (model.database_replicas) per shard; "
+                            "shard %d lists %d host(s)" % (replicas, number, len(members)))
+        primary = primaries[0]["name"]
+        for position, member in enumerate([primaries[0]] + [m for m in members if m is not primaries[0]]):
+            if member["role"] is None:
+                member["role"] = "replica"
+            if member["replica_of"] is not None and member["replica_of"] != primary:
+                raise PlanError(member["field"] + ".replica_of", member["replica_of"],
+                                "shard %d's primary is %s: a replica follows the primary of its own shard"
+                                % (number, primary))
+            hosts.append(dict(member, index=position + 1, database_role=member["role"]))
+    return hosts
 
 
 def _generated(tier, count, pattern, start, subnet, retired=(), adding=()):
@@ -196,23 +275,17 @@ def build_topology(plan, naming=None, network=None, hosts=None, retired=None, ad
     planned = {name: plan["tiers"][name]["nodes"] for name in TIER_NAMES}
     redundancy = plan["model"]["redundancy"]
     shard_numbers = [s["shard"] for s in plan["shards"]]
+    replicas = plan["tiers"]["database"]["replicas"]
     topology = {}
+    writers = {}
     for tier in TIER_NAMES:
-        if tier in explicit:
+        if tier == "database" and tier in explicit:
+            topology[tier] = _explicit_database(explicit[tier], shard_numbers, replicas)
+            # Without a block of addresses the shard's clients reach its primary by its own address.
+            writers.update({number: None for number in shard_numbers})
+        elif tier in explicit:
             listed = explicit[tier]
-            if tier == "database":
-                by_shard = {}
-                for entry in listed:
-                    if entry["shard"] in by_shard:
-                        raise PlanError(entry["field"] + ".shard", entry["shard"],
-                                        "shard %d already has host %s" % (entry["shard"], by_shard[entry["shard"]]))
-                    by_shard[entry["shard"]] = entry["name"]
-                missing = [n for n in shard_numbers if n not in by_shard]
-                if missing:
-                    raise PlanError("hosts.database", len(listed),
-                                    "the plan has shards %s; no host is listed for shard(s) %s"
-                                    % (shard_numbers, missing))
-            elif len(listed) < planned[tier]:
+            if len(listed) < planned[tier]:
                 need = "N+1 " if redundancy and tier != "app" else ""
                 raise PlanError("hosts.%s" % tier, len(listed),
                                 "the plan needs %s%d %s hosts for %d agents; %d listed"
@@ -220,16 +293,20 @@ def build_topology(plan, naming=None, network=None, hosts=None, retired=None, ad
             topology[tier] = [dict(entry, index=position + 1) for position, entry in enumerate(listed)]
         elif tier == "database":
             start = starts.get(tier)
+            everywhere = subnet or ipaddress.ip_network("::/0")
             topology[tier] = []
             for number in shard_numbers:
-                host = _generated(tier, number, patterns[tier], start, subnet or ipaddress.ip_network("::/0"))[-1]
-                host["shard"] = number
-                topology[tier].append(host)
+                writers[number] = writer_address(number, start, everywhere)
+                for index in range(1, 2 + replicas):
+                    host = database_identity(number, index, patterns[tier], start, everywhere)
+                    host["database_role"] = "primary" if index == 1 else "replica"
+                    topology[tier].append(host)
         else:
             topology[tier] = _generated(tier, planned[tier], patterns[tier], starts.get(tier),
                                         subnet or ipaddress.ip_network("::/0"), retired.get(tier, ()),
                                         adding.get(tier, ()))
-    _check_unique(topology)
+    _check_unique(topology, writers)
+    topology["database_writers"] = writers
     return topology
 
 
@@ -292,9 +369,9 @@ def _index_parser(pattern, tier):
     return index_of
 
 
-def _check_unique(topology):
+def _check_unique(topology, writers):
     names = {}
-    addresses = {}
+    addresses = {address: "shard %d's writer address" % number for number, address in writers.items() if address}
     for tier in TIER_NAMES:
         for host in topology[tier]:
             if host["name"] in names:

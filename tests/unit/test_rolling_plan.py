@@ -77,11 +77,11 @@ def refusal(tmp_path: pathlib.Path, extra: dict) -> dict:
 
 
 def test_database_nodes_are_refused_by_name(tmp_path):
-    refused = refusal(tmp_path, {"rolling_targets": ["web_user", "db-01"]})
+    refused = refusal(tmp_path, {"rolling_targets": ["web_user", "db-01-01"]})
     assert refused["task"] == "Pair each node to replace with its new node, batch by batch"
     assert "fleetscale.split.rolling_batches: field 'rolling_targets': database nodes are not replaced" \
         in refused["msg"], refused["msg"]
-    assert "(got ['db-01'])" in refused["msg"], refused["msg"]
+    assert "(got ['db-01-01'])" in refused["msg"], refused["msg"]
 
 
 def test_an_unknown_target_is_named(tmp_path):

@@ -52,7 +52,7 @@ def test_tuned_configuration_is_sized_for_the_container_limit_not_the_machine():
 
 def test_the_data_set_is_planned_on_one_database():
     plan = bench.fleet_plan.build_plan(bench.fleet_spec(1_000_000))
-    assert plan["tiers"]["database"]["nodes"] == 1
+    assert plan["tiers"]["database"]["shards"] == 1
     assert sum(tenant["agents"] for tenant in plan["tenants"]) == 1_000_000
 
 

@@ -47,27 +47,35 @@ def test_lab_spec_builds_the_published_split(tmp_path):
     assert data["web_agent"]["hosts"] == ["web-agent-01", "web-agent-02"]
     assert data["web_user"]["hosts"] == ["web-user-01"]
     assert data["app"]["hosts"] == ["app-01", "app-02"]
-    assert data["db_shard_1"]["hosts"] == ["db-01"]
+    assert data["db_shard_1"]["hosts"] == ["db-01-01", "db-01-02"]
     assert sorted(data["web"]["children"]) == ["web_agent", "web_user"]
     assert data["database"]["children"] == ["db_shard_1"]
     hostvars = data["_meta"]["hostvars"]
     assert hostvars["web-agent-02"]["fleet_address"] == "172.28.2.11"
     assert hostvars["web-agent-02"]["ansible_connection"] == "community.docker.docker"
     assert hostvars["app-01"]["fleet_app_role"] == "active"
-    assert hostvars["db-01"]["fleet_tenants"] == ["tenant-001", "tenant-002", "tenant-003", "tenant-004"]
-    plan = hostvars["db-01"]["fleet_plan"]
+    assert hostvars["db-01-01"]["fleet_tenants"] == ["tenant-001", "tenant-002", "tenant-003", "tenant-004"]
+    assert hostvars["db-01-01"]["fleet_address"] == "172.28.5.11"
+    assert [hostvars[h]["fleet_database_role"] for h in ("db-01-01", "db-01-02")] == ["primary", "replica"]
+    assert {hostvars[h]["fleet_database_primary"] for h in ("db-01-01", "db-01-02")} == {"db-01-01"}
+    plan = hostvars["db-01-01"]["fleet_plan"]
     assert plan["rate"]["per_minute"] == 6000
-    assert plan["shards"][0]["address"] == "172.28.5.10"
+    # Clients reach the shard through its writer address, the first of the shard's block.
+    assert plan["shards"][0]["address"] == plan["shards"][0]["writer_address"] == "172.28.5.10"
+    assert plan["shards"][0]["members"] == ["db-01-01", "db-01-02"]
 
 
 def test_example_spec_with_existing_hosts():
     data = listed(ROOT / "inventories" / "example" / "production.fleet.yml")
     assert len(data["web_agent"]["hosts"]) == 5
-    assert data["db_shard_1"]["hosts"] == ["mysql-megacorp"]
+    assert data["db_shard_1"]["hosts"] == ["mysql-megacorp-a", "mysql-megacorp-b"]
     hostvars = data["_meta"]["hostvars"]
-    assert hostvars["mysql-megacorp"]["fleet_tenants"] == ["megacorp"]
-    assert hostvars["mysql-shared-a"]["fleet_tenants"][0] == "acme"
-    assert set(data["role_database"]["hosts"]) == {"mysql-megacorp", "mysql-shared-a", "mysql-shared-b"}
+    assert hostvars["mysql-megacorp-b"]["fleet_tenants"] == ["megacorp"]
+    assert hostvars["mysql-megacorp-b"]["fleet_database_role"] == "replica"
+    assert hostvars["mysql-shared-a1"]["fleet_tenants"][0] == "acme"
+    assert len(data["role_database"]["hosts"]) == 6
+    # No writer address without a network block: clients reach the primary itself.
+    assert hostvars["mysql-shared-a2"]["fleet_plan"]["shards"][1]["address"] == "10.20.4.12"
 
 
 def test_constructable_compose_groups_and_keyed_groups():
@@ -75,22 +83,23 @@ def test_constructable_compose_groups_and_keyed_groups():
     hostvars = data["_meta"]["hostvars"]
     assert data["web_agent"]["hosts"] == ["aw1", "aw2", "aw3"]
     assert hostvars["aw2"]["ansible_host"] == "10.9.2.2"
-    assert hostvars["db-02"]["tenants_count"] == 2
-    assert data["hot"]["hosts"] == ["db-02"]
+    assert hostvars["db-02-01"]["tenants_count"] == 2
+    assert data["hot"]["hosts"] == ["db-02-01", "db-02-02"]
     assert data["role_web_agent"]["hosts"] == ["aw1", "aw2", "aw3"]
 
 
 def test_host_query():
-    done = inventory(ROOT / "inventories" / "lab" / "lab.fleet.yml", "--host", "db-01")
+    done = inventory(ROOT / "inventories" / "lab" / "lab.fleet.yml", "--host", "db-01-02")
     assert done.returncode == 0, done.stderr
     assert plain(json.loads(done.stdout))["fleet_shard"] == 1
+    assert plain(json.loads(done.stdout))["fleet_database_server_id"] == 1002
 
 
 def test_graph_query():
     done = inventory(ROOT / "inventories" / "lab" / "lab.fleet.yml", "--graph", "database")
     assert done.returncode == 0, done.stderr
     assert "@db_shard_1" in done.stdout
-    assert "db-01" in done.stdout
+    assert "db-01-01" in done.stdout
 
 
 def test_measured_capacity_overrides_the_default():

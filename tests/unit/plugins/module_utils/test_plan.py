@@ -26,8 +26,10 @@ def test_sizing_table(agents, per_minute, proxy, web_agent, web_user, app, datab
     result = plan.build_plan({"agents": agents})
     assert result["rate"]["per_minute"] == per_minute
     nodes = {name: tier["nodes"] for name, tier in result["tiers"].items()}
+    # Each shard is a primary and one replica by default.
     assert nodes == {"proxy": proxy, "web_agent": web_agent, "web_user": web_user, "app": app,
-                     "database": database}
+                     "database": 2 * database}
+    assert result["tiers"]["database"]["shards"] == database
     assert result["warnings"] == []
 
 

@@ -97,8 +97,8 @@ def test_bad_settings_are_refused_naming_the_field(kwargs, field):
 def test_database_nodes_are_refused_by_name():
     plan, groups, indices, _ = lab()
     with pytest.raises(PlanError, match="database nodes are not replaced") as refused:
-        rolling.plan_batches(["web-user-01", "db-01"], groups, indices, plan)
-    assert refused.value.value == ["db-01"]
+        rolling.plan_batches(["web-user-01", "db-01-01"], groups, indices, plan)
+    assert refused.value.value == ["db-01-01"]
 
 
 def test_hosts_of_no_replaceable_tier_are_refused():

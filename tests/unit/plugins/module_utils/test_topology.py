@@ -28,13 +28,14 @@ def test_groups_and_host_variables():
     result = fleet.build_fleet({"agents": 120_000}, network=NETWORK)
     by_name = {h["name"]: h for h in result["hosts"]}
     assert by_name["web-agent-01"]["groups"] == ["web_agent"]
-    assert by_name["db-03"]["groups"] == ["database", "db_shard_3"]
-    assert by_name["db-03"]["vars"]["fleet_tenants"] == ["tenant-003"]
+    assert by_name["db-03-02"]["groups"] == ["database", "db_shard_3"]
+    assert by_name["db-03-02"]["vars"]["fleet_tenants"] == ["tenant-003"]
+    assert by_name["db-03-02"]["vars"]["fleet_address"] == "10.50.5.%d" % (10 + 2 * 32 + 2)
     assert by_name["app-01"]["vars"]["fleet_app_role"] == "active"
     assert by_name["app-02"]["vars"]["fleet_app_role"] == "standby"
     assert result["parents"]["web_user"] == "web"
     assert result["plan"]["shards"][2]["schema"] == "fleet_shard_3"
-    assert result["plan"]["shards"][2]["address"] == "10.50.5.12"
+    assert result["plan"]["shards"][2]["address"] == "10.50.5.%d" % (10 + 2 * 32)
 
 
 def test_explicit_hosts_fewer_than_n_plus_1_are_refused():
@@ -66,9 +67,68 @@ def test_explicit_hosts_replace_generated_ones():
     ({"network": {"subnet": "10.0.0.0/24", "first_address": {"proxy": "10.0.0.10", "web_agent": "10.0.0.11"}}},
      "naming.web_agent", "two hosts with address 10.0.0.11"),
     ({"network": {"subnet": "10.0.0.0/24", "gateway": "10.0.0.1"}}, "network.gateway", "unknown key"),
+    ({"naming": {"database": "db-{index:02d}"}}, "naming.database", "{shard} and {index}"),
+    ({"hosts": {"database": [{"name": "d1", "shard": 1, "role": "primary"},
+                             {"name": "d2", "shard": 1, "role": "primary"}]}},
+     "hosts.database[1].role", "shard 1 already has primary d1"),
+    ({"hosts": {"database": [{"name": "d1", "shard": 1}, {"name": "d2", "shard": 1}]}},
+     "hosts.database", "shard 1 has no primary"),
+    ({"hosts": {"database": [{"name": "d1", "shard": 1, "role": "leader"}]}},
+     "hosts.database[0].role", "must be one of primary, replica"),
+    ({"hosts": {"database": [{"name": "d1", "shard": 1, "role": "primary"}]}},
+     "hosts.database", "a primary and 1 replica(s) (model.database_replicas) per shard; shard 1 lists 1"),
+    ({"hosts": {"proxy": [{"name": "p1", "role": "primary"}, {"name": "p2"}]}},
+     "hosts.proxy[0].role", "unknown key"),
+    ({"hosts": {"database": [{"name": "d1", "shard": 1, "role": "primary", "replica_of": "d2"},
+                             {"name": "d2", "shard": 1}]}},
+     "hosts.database[0].replica_of", "only a host with role: replica"),
 ])
 def test_topology_errors_name_field_and_value(kwargs, field, words):
     with pytest.raises(PlanError) as caught:
         fleet.build_fleet({"agents": 20_000}, **kwargs)
     assert caught.value.field == field
     assert words in caught.value.reason
+
+
+def test_a_replica_following_another_shards_primary_is_refused():
+    spec = {"tenants": [{"name": "a", "agents": 40_000}, {"name": "b", "agents": 40_000}]}
+    hosts = {"database": [{"name": "a1", "shard": 1, "role": "primary"}, {"name": "b1", "shard": 2, "role": "primary"},
+                          {"name": "a2", "shard": 1, "role": "replica", "replica_of": "b1"},
+                          {"name": "b2", "shard": 2, "role": "replica", "replica_of": "b1"}]}
+    with pytest.raises(PlanError) as caught:
+        fleet.build_fleet(spec, hosts=hosts)
+    assert caught.value.field == "hosts.database[2].replica_of"
+    assert caught.value.value == "b1"
+    assert "shard 1's primary is a1" in caught.value.reason
+
+
+def test_each_shard_is_a_primary_and_its_replicas_with_stable_names():
+    one = fleet.build_fleet({"agents": 120_000, "model": {"database_replicas": 1}}, network=NETWORK)
+    two = fleet.build_fleet({"agents": 240_000, "model": {"database_replicas": 2}}, network=NETWORK)
+    before, after = hosts_of(one), hosts_of(two)
+    # More shards and more replicas: every existing host keeps its name and address.
+    assert {name: after[name] for name in before} == before
+    roles = {h["name"]: h["vars"]["fleet_database_role"] for h in two["hosts"] if h["vars"]["fleet_role"] == "database"}
+    assert [roles["db-01-%02d" % i] for i in (1, 2, 3)] == ["primary", "replica", "replica"]
+    shard = two["plan"]["shards"][0]
+    assert shard["host"] == "db-01-01" and shard["members"] == ["db-01-01", "db-01-02", "db-01-03"]
+    server_ids = [h["vars"]["fleet_database_server_id"] for h in two["hosts"] if h["vars"]["fleet_role"] == "database"]
+    assert len(set(server_ids)) == len(server_ids)
+    assert one["plan"]["warnings"] == []
+
+
+def test_no_replica_only_when_the_spec_says_so_and_then_with_a_warning():
+    result = fleet.build_fleet({"agents": 20_000, "model": {"database_replicas": 0}}, network=NETWORK)
+    assert result["plan"]["hosts"]["database"] == ["db-01-01"]
+    assert result["plan"]["warnings"] == [
+        "database: no replica (model.database_replicas is 0): losing a shard's only node loses its data"]
+
+
+def test_explicit_shard_with_a_primary_and_a_replica():
+    hosts = {"database": [{"name": "d2", "shard": 1}, {"name": "d1", "shard": 1, "role": "primary"}]}
+    result = fleet.build_fleet({"agents": 20_000}, hosts=hosts)
+    by_name = {h["name"]: h["vars"] for h in result["hosts"]}
+    assert by_name["d1"]["fleet_database_role"] == "primary"
+    assert by_name["d2"]["fleet_database_role"] == "replica"
+    assert by_name["d2"]["fleet_database_primary"] == "d1"
+    assert result["plan"]["shards"][0]["writer_address"] is None
