@@ -296,7 +296,8 @@ def build_topology(plan, naming=None, network=None, hosts=None, retired=None, ad
             everywhere = subnet or ipaddress.ip_network("::/0")
             topology[tier] = []
             for number in shard_numbers:
-                writers[number] = writer_address(number, start, everywhere)
+                # A lone node needs no floating address: its clients use its own.
+                writers[number] = writer_address(number, start, everywhere) if replicas else None
                 for index in range(1, 2 + replicas):
                     host = database_identity(number, index, patterns[tier], start, everywhere)
                     host["database_role"] = "primary" if index == 1 else "replica"

@@ -243,6 +243,67 @@ def test_user_requests_fall_back_to_agent_nodes(lab: Lab) -> None:
     )
 
 
+# -- replication ----------------------------------------------------------------------------
+
+
+def shards(lab: Lab) -> list[dict[str, Any]]:
+    first = lab.group("database")[0]
+    return lab.vars(first)["fleet_plan"]["shards"]
+
+
+def global_value(lab: Lab, name: str, variable: str) -> str:
+    return mysql_rows(lab.node(name), f"SELECT @@GLOBAL.{variable}")[0][0]
+
+
+def replica_status(lab: Lab, name: str) -> dict[str, str]:
+    output = lab.node(name).check_output("mysql --batch -e 'SHOW SLAVE STATUS'")
+    lines = output.splitlines()
+    return dict(zip(lines[0].split("\t"), lines[1].split("\t"), strict=True)) if len(lines) == 2 else {}
+
+
+def test_each_shard_has_one_writable_primary_that_holds_the_writer_address(lab: Lab) -> None:
+    for shard in shards(lab):
+        members = shard["members"]
+        assert len(members) >= 2, f"shard {shard['shard']}: the lab plans a replica, got {members}"
+        writable = [m for m in members if global_value(lab, m, "read_only") == "0"]
+        assert writable == [shard["host"]], f"shard {shard['shard']}: writable {writable}, planned {shard['host']}"
+        holders = [m for m in members
+                   if f" {shard['writer_address']}/" in lab.node(m).check_output("ip -o -4 addr show")]
+        assert holders == writable, f"shard {shard['shard']}: writer address {shard['writer_address']} on {holders}"
+
+
+def test_replicas_follow_the_primary_with_gtid_and_semi_sync(lab: Lab) -> None:
+    for shard in shards(lab):
+        primary = shard["host"]
+        assert mysql_rows(lab.node(primary), "SHOW STATUS LIKE 'Rpl_semi_sync_master_status'")[0][1] == "ON"
+        assert global_value(lab, primary, "rpl_semi_sync_master_wait_point") == "AFTER_SYNC"
+        for replica in shard["members"][1:]:
+            status = replica_status(lab, replica)
+            assert status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes", (
+                f"{replica}: {status.get('Last_IO_Error') or status.get('Last_SQL_Error') or status}")
+            assert status["Using_Gtid"] == "Slave_Pos"
+            assert status["Master_Host"] == lab.vars(primary)["fleet_address"]
+            assert global_value(lab, replica, "read_only") == "1"
+
+
+def test_an_acknowledged_checkin_is_on_the_replica(lab: Lab) -> None:
+    plan = lab.vars(lab.group("database")[0])["fleet_plan"]
+    tenant = plan["tenants"][0]
+    shard = next(s for s in plan["shards"] if s["shard"] == tenant["shard"])
+    agent_id = f"replicated-{uuid.uuid4().hex[:12]}"
+    answer = http("POST", lab.proxy_url() + "/agent/checkin",
+                  {"agent_id": agent_id, "tenant": tenant["name"], "seq": 1, "status": "ok"})
+    assert answer.status == 200, answer.describe()
+    position = global_value(lab, shard["host"], "gtid_binlog_pos")
+    for replica in shard["members"][1:]:
+        # Semi-synchronous: the replica had the check-in before it was acknowledged; applied within seconds.
+        waited = mysql_rows(lab.node(replica), f"SELECT MASTER_GTID_WAIT('{position}', 10)")[0][0]
+        assert waited == "0", f"{replica}: not at GTID {position} after 10 s"
+        rows = mysql_rows(lab.node(replica), f"SELECT COUNT(*) FROM `{shard['schema']}`.checkins "
+                                             f"WHERE tenant = '{tenant['name']}' AND agent_id = '{agent_id}'")
+        assert rows == [["1"]], f"{replica}: the acknowledged check-in of {agent_id} is not there"
+
+
 # -- services and configuration ------------------------------------------------------------
 
 
@@ -275,11 +336,14 @@ def test_nginx_configuration_is_valid(lab: Lab) -> None:
 # -- hardening -----------------------------------------------------------------------------
 
 
-def test_mariadb_listens_on_its_private_address_only(lab: Lab) -> None:
+def test_mariadb_listens_on_its_private_address_or_for_its_writer_address(lab: Lab) -> None:
     for name in lab.group("database"):
-        private = lab.vars(name)["fleet_address"]
+        variables = lab.vars(name)
+        shard = next(s for s in variables["fleet_plan"]["shards"] if s["shard"] == variables["fleet_shard"])
+        # MariaDB 10.11 binds one address or all: a node that may hold the writer address binds all.
+        expected = {"0.0.0.0"} if shard["writer_address"] else {variables["fleet_address"]}
         addresses = {address for address, port in tcp_listeners(lab.node(name)) if port == MARIADB_PORT}
-        assert addresses == {private}, f"{name}: mariadb listens on {sorted(addresses)}, expected only {private}"
+        assert addresses == expected, f"{name}: mariadb listens on {sorted(addresses)}, expected {sorted(expected)}"
 
 
 def test_root_logs_in_from_localhost_only(lab: Lab) -> None:

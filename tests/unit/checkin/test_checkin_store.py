@@ -555,3 +555,64 @@ def test_concurrent_checkins_share_transactions(store, driver):
     assert raised == [None]
     assert driver.sql().count("COMMIT") == 2  # five check-ins, two transactions
     assert sum(sql.startswith("INSERT INTO checkins") for sql in driver.sql()) == 2
+
+
+READ_ONLY = OperationalError(1290, "The MariaDB server is running with the --read-only option")
+
+
+class Sleeps:
+    """time.sleep for the store: advances the fake clock instead of waiting."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.slept = []
+
+    def __call__(self, seconds):
+        self.slept.append(seconds)
+        self.clock.now += seconds
+
+
+def test_a_fenced_primary_costs_latency_not_a_failure(config_data, driver, clock):
+    sleeps = Sleeps(clock)
+    switching = ShardStore(parse_config(config_data), driver=driver, clock=clock, sleep=sleeps)
+    # The old primary refuses the command three times; the fourth connection reaches the new one.
+    driver.failures.extend([("INSERT INTO commands", READ_ONLY)] * 3)
+
+    created = switching.add_command(1, "tenant-001", "agent-0001", "reboot")
+
+    assert created["command"] == "reboot"
+    assert len(driver.connects) == 4
+    assert sleeps.slept == [store_module.SWITCH_POLL_SECONDS] * 3
+    assert driver.sql().count("ROLLBACK") == 3
+
+
+def test_a_read_only_shard_fails_once_the_switch_wait_is_over(config_data, driver, clock):
+    config_data["db_switch_wait_seconds"] = 1.0
+    sleeps = Sleeps(clock)
+    switching = ShardStore(parse_config(config_data), driver=driver, clock=clock, sleep=sleeps)
+    driver.failures.extend([("INSERT INTO checkins", READ_ONLY)] * 100)
+
+    with pytest.raises(StoreUnavailable, match="read-only"):
+        switching.checkin(1, REQUEST, "web-agent-01")
+
+    # Tried until the wait is over, not one poll more.
+    assert 1.0 <= sum(sleeps.slept) <= 1.0 + store_module.SWITCH_POLL_SECONDS + 1e-9
+
+
+def test_no_switch_wait_when_it_is_zero(config_data, driver, clock):
+    config_data["db_switch_wait_seconds"] = 0
+    switching = ShardStore(parse_config(config_data), driver=driver, clock=clock, sleep=Sleeps(clock))
+    driver.failures.append(("INSERT INTO commands", READ_ONLY))
+
+    with pytest.raises(StoreUnavailable, match="1290"):
+        switching.add_command(1, "tenant-001", "agent-0001", "reboot")
+
+    assert len(driver.connects) == 1
+
+
+def test_a_killed_connection_is_lost_and_idempotent_work_redone_once(store, driver):
+    driver.failures.append(("SELECT 1", OperationalError(1927, "Connection was killed")))
+
+    store.ping(1)
+
+    assert len(driver.connects) == 2

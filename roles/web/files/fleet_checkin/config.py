@@ -32,6 +32,7 @@ _OPTIONAL = {
     "db_read_timeout": (5, 1, 300, int),
     "db_write_timeout": (5, 1, 300, int),
     "db_retry_after_seconds": (1.0, 0.0, 60.0, float),
+    "db_switch_wait_seconds": (5.0, 0.0, 60.0, float),
 }
 _REQUIRED = ("node", "version", "drain_file", "tenants", "shards")
 _SHARD_FIELDS = ("host", "port", "database", "user", "password")
@@ -70,6 +71,7 @@ class Config:
     db_read_timeout: int = 5
     db_write_timeout: int = 5
     db_retry_after_seconds: float = 1.0
+    db_switch_wait_seconds: float = 5.0
 
     def shard_for(self, tenant: str) -> int | None:
         """The shard holding `tenant`, or None when this service does not route it."""

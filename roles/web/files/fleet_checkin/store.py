@@ -20,6 +20,13 @@ COMMIT. Each request is still answered only after the COMMIT that holds its
 row. A batch that meets a duplicate check-in (a retry) is rolled back and its
 check-ins are redone one by one, so only the retry is answered "duplicate".
 
+Switchovers: a shard's primary that is being replaced refuses writes
+(read-only) and ends its client connections; the new primary takes them at the
+same writer address a moment later. Work refused as read-only is redone on a
+fresh connection every SWITCH_POLL_SECONDS for up to `db_switch_wait_seconds`
+(nothing of it was applied, so this is safe even for work that is not
+idempotent): a planned switchover costs latency, not failed requests.
+
 Every driver error leaves this module as StoreUnavailable (HTTP 503).
 """
 
@@ -47,9 +54,16 @@ log = logging.getLogger(__name__)
 
 # Client error codes (CR_*) and server codes (ER_*) the retry logic depends on.
 SERVER_GONE = 2006  # CR_SERVER_GONE_ERROR: the statement never reached the server
-LOST_CONNECTION = {2006, 2013, 2055}  # also CR_SERVER_LOST (mid-query) and CR_SERVER_LOST_EXTENDED
+# Also CR_SERVER_LOST (mid-query), CR_SERVER_LOST_EXTENDED and ER_CONNECTION_KILLED (a KILL CONNECTION
+# on the server, as a switchover ends the fenced primary's connections).
+LOST_CONNECTION = {2006, 2013, 2055, 1927}
 DUPLICATE_KEY = 1062  # ER_DUP_ENTRY
 DEADLOCK = 1213  # ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back, safe to redo
+# ER_OPTION_PREVENTS_STATEMENT: a read-only server refused the statement before applying anything,
+# as a fenced primary does during a switchover.
+READ_ONLY = 1290
+# How often work refused by a fenced primary is tried again during a switchover.
+SWITCH_POLL_SECONDS = 0.1
 
 # Row locks are only ever held for a few statements; waiting longer than this
 # means contention the client is better off retrying than waiting on (and it
@@ -136,13 +150,15 @@ COUNT_PENDING = "SELECT COUNT(*) FROM commands WHERE delivered_at IS NULL"
 class ShardStore:
     """Runs units of work on the shard databases named in the config."""
 
-    def __init__(self, config: Config, driver: Any = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: Config, driver: Any = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
         driver = driver or MySQLdb
         if driver is None:
             raise RuntimeError("the MySQLdb driver is missing: install python3-mysqldb")
         self._driver = driver
         self._config = config
         self._clock = clock
+        self._sleep = sleep
         self._local = threading.local()
         self._outages: dict[int, _Outage] = {}
         self._outages_lock = threading.Lock()
@@ -273,8 +289,14 @@ class ShardStore:
     # -- transactions and connections ---------------------------------------
 
     def _run(self, shard_id: int, work: Callable[[Any], Any], idempotent: bool) -> Any:
-        """Run `work(cursor)` in a transaction and COMMIT; retry once when that is safe."""
-        for attempt in (1, 2):
+        """Run `work(cursor)` in a transaction and COMMIT; retry once when that is safe.
+
+        Work refused by a read-only server (a fenced primary) is redone on a new connection until
+        the switch wait is over, on top of the one retry.
+        """
+        switch_until = None
+        retried = False
+        while True:
             self._check_outage(shard_id)
             connection = self._connection(shard_id)
             try:
@@ -295,12 +317,21 @@ class ShardStore:
                     # The server answered (deadlock, constraint...): it is up.
                     self._end_outage(shard_id)
                     self._rollback(shard_id, connection)
+                if code == READ_ONLY:
+                    now = self._clock()
+                    switch_until = now + self._config.db_switch_wait_seconds if switch_until is None else switch_until
+                    if now < switch_until:
+                        # The writer address may be moving: the next try connects afresh.
+                        self._discard(shard_id)
+                        self._sleep(SWITCH_POLL_SECONDS)
+                        continue
                 # Server-gone means the first statement was never sent: safe
                 # to redo even when not idempotent. A connection lost
                 # mid-transaction (or during COMMIT) leaves the outcome
                 # unknown, which only idempotent work may shrug off.
-                retry = attempt == 1 and (code in (SERVER_GONE, DEADLOCK) or (lost and idempotent))
+                retry = not retried and (code in (SERVER_GONE, DEADLOCK) or (lost and idempotent))
                 if retry:
+                    retried = True
                     log.info("shard %s: %s, retrying once", shard_id, _describe(exc))
                     continue
                 log.warning("shard %s: %s", shard_id, _describe(exc))
@@ -308,7 +339,6 @@ class ShardStore:
             except BaseException:
                 self._rollback(shard_id, connection)
                 raise
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _connection(self, shard_id: int) -> Any:
         connections = self._connections()

@@ -1,0 +1,172 @@
+"""Planned switchover of a shard's primary under agent load, and its refusals, on the converged lab.
+
+The agent simulator (tools/agentsim) sends LOAD_RATE check-ins/s to the first proxy while
+playbooks/database_switchover.yml moves shard 1's primary to its replica and then back, run as an
+operator runs it (ansible-playbook on the scenario's inventory). Each move must fail no request and
+lose no acknowledged check-in (the ledger checked against the shard), and its write gap (the longest
+time without an acknowledged check-in) is printed and bounded. Bad requests are refused before
+anything changes. The lab ends as it began: the planned primary takes the writes.
+
+Runs after test_split.py (file order), which expects the planned primary to be the writable node.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+AGENTSIM = ROOT / "tools" / "agentsim"
+SWITCHOVER = ROOT / "playbooks" / "database_switchover.yml"
+# The issue's floor: at least 200 check-ins/s through the proxy during every switchover.
+LOAD_RATE = 200
+LOAD_MAX_SECONDS = 300
+PLAYBOOK_TIMEOUT = 240
+BEFORE_SECONDS = 3
+AFTER_SECONDS = 3
+# Longest time with no acknowledged check-in during a switchover (the issue's target).
+WRITE_GAP_SECONDS = 3.0
+
+
+def plain(value: Any) -> Any:
+    """ansible-inventory's untrusted-string markers off."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return plain(value["__ansible_unsafe"])
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+class Shard:
+    """Shard 1 of the lab, through the scenario's inventory and `docker exec`."""
+
+    def __init__(self, inventory: str, workdir: Path):
+        self.inventory = inventory
+        self.workdir = workdir
+        self.bin = Path(sys.executable).parent
+        done = subprocess.run([str(self.bin / "ansible-inventory"), "-i", inventory, "--list"],
+                              capture_output=True, text=True, check=True)
+        self.data = plain(json.loads(done.stdout))
+        hostvars = self.data["_meta"]["hostvars"]
+        self.plan = hostvars[self.data["db_shard_1"]["hosts"][0]]["fleet_plan"]
+        self.shard = self.plan["shards"][0]
+        proxy = min(self.data["proxy"]["hosts"], key=lambda host: hostvars[host]["fleet_index"])
+        self.url = f"http://{hostvars[proxy]['fleet_address']}:80"
+
+    def sql(self, node: str, statement: str) -> str:
+        done = subprocess.run(["docker", "exec", node, "mysql", "-N", "-B", "-e", statement],
+                              capture_output=True, text=True, check=True, timeout=30)
+        return done.stdout.strip()
+
+    def writable(self) -> list[str]:
+        return [node for node in self.shard["members"] if self.sql(node, "SELECT @@GLOBAL.read_only") == "0"]
+
+    def switchover(self, **extra: Any) -> subprocess.CompletedProcess[str]:
+        command = [str(self.bin / "ansible-playbook"), "-i", self.inventory, str(SWITCHOVER),
+                   "-e", json.dumps({"database_shard": 1, **extra})]
+        # One stream, as an operator reads it (the failure messages go to stderr).
+        return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=PLAYBOOK_TIMEOUT, check=False)
+
+    def under_load(self, label: str, **extra: Any) -> dict[str, Any]:
+        """A switchover while the simulator keeps LOAD_RATE going; its run report, ledger check and write gap."""
+        plan = self.workdir / "plan.json"
+        plan.write_text(json.dumps({"fleet_plan": self.plan}))
+        report, ledger, check = (self.workdir / f"{label}.{suffix}" for suffix in ("json", "jsonl", "verify.json"))
+        env = dict(os.environ, PYTHONPATH=str(AGENTSIM))
+        run = subprocess.Popen(
+            [sys.executable, "-m", "agentsim", "run", "--url", self.url, "--plan", str(plan), "--rate", str(LOAD_RATE),
+             "--duration", str(LOAD_MAX_SECONDS), "--json", str(report), "--ledger", str(ledger), "--label", label,
+             "--allow-network", f"{urlsplit(self.url).hostname}/32"],
+            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            time.sleep(BEFORE_SECONDS)
+            assert run.poll() is None, run.stderr.read() if run.stderr else "the simulator stopped"
+            started = time.time()
+            done = self.switchover(**extra)
+            ended = time.time()
+            time.sleep(AFTER_SECONDS)
+        finally:
+            run.send_signal(signal.SIGINT)
+            _, err = run.communicate(timeout=60)
+        assert done.returncode == 0, done.stdout[-4000:]
+        assert report.exists(), err
+        verify = subprocess.run([sys.executable, "-m", "agentsim", "verify", "--ledger", str(ledger), "--plan",
+                                 str(plan), "--json", str(check)], env=env, capture_output=True, text=True,
+                                timeout=300, check=False)
+        assert verify.returncode in (0, 1), verify.stderr
+        acknowledged = sorted(json.loads(line)["ts"] for line in ledger.read_text().splitlines() if line)
+        during = [ts for ts in acknowledged if started - 1 <= ts <= ended + 1]
+        gap = max((b - a for a, b in itertools.pairwise(during)), default=float("inf"))
+        return {"run": json.loads(report.read_text()), "verify": json.loads(check.read_text()), "gap": gap,
+                "seconds": ended - started, "output": done.stdout}
+
+
+@pytest.fixture(scope="module")
+def shard(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Shard:
+    inventory = request.config.option.ansible_inventory
+    assert inventory, "run through molecule (it passes --ansible-inventory)"
+    return Shard(inventory, tmp_path_factory.mktemp("switchover"))
+
+
+def test_bad_requests_are_refused_before_anything_changes(shard: Shard) -> None:
+    primary, replica = shard.shard["members"][:2]
+    for extra, words in (({"database_new_primary": "web-agent-01"}, ("web-agent-01", "is not a node of shard 1")),
+                         ({"database_shard": 7}, ("the inventory has no shard 7",))):
+        done = shard.switchover(**extra)
+        assert done.returncode != 0 and all(word in done.stdout for word in words), done.stdout[-3000:]
+    # A replica whose SQL thread stopped cannot take over: refused before the primary is fenced.
+    shard.sql(replica, "STOP SLAVE SQL_THREAD")
+    try:
+        done = shard.switchover(database_new_primary=replica)
+        assert done.returncode != 0 and "SQL No" in done.stdout and "Nothing was changed" in done.stdout, (
+            done.stdout[-3000:])
+        assert shard.writable() == [primary]
+    finally:
+        shard.sql(replica, "START SLAVE SQL_THREAD")
+
+
+def test_a_replica_that_cannot_catch_up_in_time_undoes_the_fence(shard: Shard) -> None:
+    primary, replica = shard.shard["members"][:2]
+    # Replication delayed by 60 s: the replica runs, but applies the primary's last write only later.
+    shard.sql(replica, "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 60; START SLAVE")
+    try:
+        shard.sql(primary, f"INSERT INTO `{shard.shard['schema']}`.agents (tenant, agent_id, last_seen, first_seen) "
+                           "VALUES ('switchover-probe', UUID(), NOW(3), NOW(3))")
+        done = shard.switchover(database_new_primary=replica, database_switchover_deadline=2)
+        assert done.returncode != 0, done.stdout[-3000:]
+        assert "did not apply" in done.stdout and "The fence is undone" in done.stdout, done.stdout[-3000:]
+        assert shard.writable() == [primary]
+    finally:
+        shard.sql(replica, "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE")
+        shard.sql(primary, f"DELETE FROM `{shard.shard['schema']}`.agents WHERE tenant = 'switchover-probe'")
+
+
+def test_switchover_and_back_under_load_lose_nothing(shard: Shard) -> None:
+    primary, replica = shard.shard["members"][:2]
+    for label, new in (("switchover", replica), ("switch back", primary)):
+        result = shard.under_load(label.replace(" ", "-"), database_new_primary=new)
+        run, verify = result["run"], result["verify"]
+        print(f"\n[switchover] {label} to {new}: playbook {result['seconds']:.1f} s, write gap {result['gap']:.2f} s, "
+              f"{run['throughput']['acknowledged']} check-ins at {run['settings']['rate_per_s']:g}/s, failed "
+              f"{run['errors']['total']}, lost {verify['missing']}, p99 {run['latency_ms']['p99']:.0f} ms")
+        assert run["errors"]["total"] == 0, run["errors"]
+        assert verify["ok"], f"lost or misplaced check-ins: {verify}"
+        assert result["gap"] <= WRITE_GAP_SECONDS, f"{label}: no check-in acknowledged for {result['gap']:.2f} s"
+        assert shard.writable() == [new]
+        others = [node for node in shard.shard["members"] if node != new]
+        for node in others:
+            status = shard.sql(node, "SHOW SLAVE STATUS")
+            assert shard.data["_meta"]["hostvars"][new]["fleet_address"] in status, f"{node}: {status[:300]}"

@@ -1,0 +1,28 @@
+# Copyright: fleetscale.split contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Database replication filters: thin wrappers over module_utils/replication.py.
+
+Documentation of each filter lives in its sidecar YAML file (database_shard_state.yml).
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.fleetscale.split.plugins.module_utils import replication
+from ansible_collections.fleetscale.split.plugins.module_utils.errors import PlanError
+
+
+def database_shard_state(members, shard, planned_primary):
+    """The shard's primary and what its other nodes need, from each node's own state."""
+    try:
+        return replication.shard_state(shard, members, planned_primary)
+    except PlanError as ex:
+        raise AnsibleFilterError(ex.describe(source="fleetscale.split.database_shard_state")) from ex
+
+
+class FilterModule:
+    """fleetscale.split database replication filters."""
+
+    def filters(self):
+        return {"database_shard_state": database_shard_state}

@@ -1,0 +1,69 @@
+# Copyright: fleetscale.split contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Who is a shard's primary, from what its nodes say about themselves.
+
+The plan only names the planned primary: after a switchover or a failover another node
+holds the writes. The truth is on the servers: the one writable node (read_only OFF) is
+the primary. Every node starts read-only, so a shard where no node is writable is either
+brand new (nothing replicates yet: the planned primary is opened for writes) or has lost
+its primary (a switchover or failover decides, never a routine converge).
+"""
+
+from __future__ import annotations
+
+from ansible_collections.fleetscale.split.plugins.module_utils.errors import PlanError
+
+STATUS_KEYS = ("name", "read_only", "replicating", "gtid")
+
+
+def _check_status(status, position):
+    where = "members[%d]" % position
+    if not isinstance(status, dict):
+        raise PlanError(where, status, "must be a mapping with %s" % ", ".join(STATUS_KEYS))
+    for key in STATUS_KEYS:
+        if key not in status:
+            raise PlanError("%s.%s" % (where, key), None, "is required")
+    for key in ("read_only", "replicating"):
+        if not isinstance(status[key], bool):
+            raise PlanError("%s.%s" % (where, key), status[key], "must be true or false")
+    if not isinstance(status["gtid"], str):
+        raise PlanError(where + ".gtid", status["gtid"], "must be a GTID list (a string, empty when none)")
+    return status
+
+
+def shard_state(shard, members, planned_primary):
+    """Return {'primary', 'open_writes', 'seed', 'join'} for one shard.
+
+    `members` lists each node's status: name, read_only, replicating (a replication
+    source is configured) and gtid (gtid_current_pos). `seed` lists the replicas that
+    hold nothing yet and must be copied from a running node; `join` those that hold
+    data but do not replicate. Raises PlanError when the shard has two writable nodes,
+    or none and it is not new.
+    """
+    if not isinstance(members, list) or not members:
+        raise PlanError("members", members, "shard %s: no node reported its state" % shard)
+    members = [_check_status(m, i) for i, m in enumerate(members)]
+    names = [m["name"] for m in members]
+    if planned_primary not in names:
+        raise PlanError("planned_primary", planned_primary, "shard %s: not one of its nodes %s" % (shard, names))
+    writable = [m["name"] for m in members if not m["read_only"]]
+    if len(writable) > 1:
+        raise PlanError("members", writable, "shard %s has %d writable nodes: only one may take writes; fence all "
+                        "but the real primary (SET GLOBAL read_only=ON) before anything else" % (shard, len(writable)))
+    fresh = not any(m["replicating"] for m in members) and not any(m["gtid"] for m in members if
+                                                                     m["name"] != planned_primary)
+    if writable:
+        primary = writable[0]
+    elif fresh:
+        primary = planned_primary
+    else:
+        raise PlanError("members", names, "shard %s has no writable primary and is not new: run "
+                        "playbooks/database_failover.yml -e database_shard=%s to promote the most advanced replica"
+                        % (shard, shard))
+    others = [m for m in members if m["name"] != primary and not m["replicating"]]
+    return {
+        "primary": primary,
+        "open_writes": not writable,
+        "seed": [m["name"] for m in others if not m["gtid"]],
+        "join": [m["name"] for m in others if m["gtid"]],
+    }

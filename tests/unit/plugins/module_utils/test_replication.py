@@ -1,0 +1,62 @@
+"""Who is a shard's primary, from each node's state: the rules the database role converges by."""
+
+import pytest
+
+from ansible_collections.fleetscale.split.plugins.module_utils import replication
+from ansible_collections.fleetscale.split.plugins.module_utils.errors import PlanError
+
+
+def node(name, read_only=True, replicating=False, gtid=""):
+    return {"name": name, "read_only": read_only, "replicating": replicating, "gtid": gtid}
+
+
+def test_a_new_shard_opens_its_planned_primary_and_seeds_the_rest():
+    state = replication.shard_state(1, [node("db-01-01"), node("db-01-02")], "db-01-01")
+    assert state == {"primary": "db-01-01", "open_writes": True, "seed": ["db-01-02"], "join": []}
+
+
+def test_the_writable_node_is_the_primary_even_when_the_plan_named_another():
+    members = [node("db-01-01", replicating=True, gtid="0-1002-9"), node("db-01-02", read_only=False, gtid="0-1002-9")]
+    state = replication.shard_state(1, members, "db-01-01")
+    assert state == {"primary": "db-01-02", "open_writes": False, "seed": [], "join": []}
+
+
+def test_a_new_replica_beside_a_running_primary_is_seeded():
+    members = [node("a", read_only=False, gtid="0-1001-40"), node("b", replicating=True, gtid="0-1001-40"), node("c")]
+    assert replication.shard_state(1, members, "a")["seed"] == ["c"]
+
+
+def test_a_node_with_data_that_replicates_from_nobody_is_named_not_seeded():
+    members = [node("a", read_only=False, gtid="0-1001-40"), node("b", gtid="0-1001-38")]
+    assert replication.shard_state(1, members, "a")["join"] == ["b"]
+
+
+def test_two_writable_nodes_are_refused():
+    with pytest.raises(PlanError) as caught:
+        replication.shard_state(2, [node("a", read_only=False), node("b", read_only=False)], "a")
+    assert caught.value.value == ["a", "b"]
+    assert "shard 2 has 2 writable nodes" in caught.value.reason
+
+
+def test_no_writable_node_after_replication_began_is_a_failover_not_a_converge():
+    members = [node("a", gtid="0-1001-40"), node("b", replicating=True, gtid="0-1001-40")]
+    with pytest.raises(PlanError) as caught:
+        replication.shard_state(3, members, "a")
+    assert "database_failover.yml -e database_shard=3" in caught.value.reason
+
+
+def test_a_replica_holding_transactions_makes_the_shard_not_new():
+    with pytest.raises(PlanError, match="not new"):
+        replication.shard_state(1, [node("a"), node("b", gtid="0-1002-1")], "a")
+
+
+@pytest.mark.parametrize(("members", "planned", "field"), [
+    ([], "a", "members"),
+    ([node("a")], "z", "planned_primary"),
+    ([{"name": "a", "read_only": "yes", "replicating": False, "gtid": ""}], "a", "members[0].read_only"),
+    ([{"name": "a", "read_only": True, "replicating": False}], "a", "members[0].gtid"),
+])
+def test_bad_input_names_the_field(members, planned, field):
+    with pytest.raises(PlanError) as caught:
+        replication.shard_state(1, members, planned)
+    assert caught.value.field == field
