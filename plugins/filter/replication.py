@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Database replication filters: thin wrappers over module_utils/replication.py.
 
-Documentation of each filter lives in its sidecar YAML file (database_shard_state.yml).
+Documentation of each filter lives in its sidecar YAML file (database_shard_state.yml, database_most_advanced.yml).
 """
 
 from __future__ import annotations
@@ -21,8 +21,16 @@ def database_shard_state(members, shard, planned_primary):
         raise AnsibleFilterError(ex.describe(source="fleetscale.split.database_shard_state")) from ex
 
 
+def database_most_advanced(candidates, shard):
+    """The replica to promote: the one at or past every other's GTID position."""
+    try:
+        return replication.most_advanced(shard, candidates)
+    except PlanError as ex:
+        raise AnsibleFilterError(ex.describe(source="fleetscale.split.database_most_advanced")) from ex
+
+
 class FilterModule:
     """fleetscale.split database replication filters."""
 
     def filters(self):
-        return {"database_shard_state": database_shard_state}
+        return {"database_shard_state": database_shard_state, "database_most_advanced": database_most_advanced}

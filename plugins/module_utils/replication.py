@@ -67,3 +67,46 @@ def shard_state(shard, members, planned_primary):
         "seed": [m["name"] for m in others if not m["gtid"]],
         "join": [m["name"] for m in others if m["gtid"]],
     }
+
+
+def parse_gtid_list(text, field="gtid"):
+    """{domain: sequence} of a MariaDB GTID list such as '0-1001-45,1-1002-3' (empty: {})."""
+    if not isinstance(text, str):
+        raise PlanError(field, text, "must be a GTID list (a string)")
+    positions = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        parts = item.split("-")
+        if len(parts) != 3 or not all(part.isdigit() for part in parts):
+            raise PlanError(field, text, "%r is not a GTID (domain-server-sequence)" % item)
+        domain, sequence = int(parts[0]), int(parts[2])
+        if domain in positions:
+            raise PlanError(field, text, "names domain %d twice" % domain)
+        positions[domain] = sequence
+    return positions
+
+
+def most_advanced(shard, candidates):
+    """The candidate whose GTID position is at or past every other's in every domain.
+
+    `candidates` lists {name, gtid}: the nodes that may become the primary, each with the
+    position it has applied. Raises PlanError when there is none, or when no node is ahead of
+    all the others (their histories differ: a person decides, not this function).
+    """
+    if not isinstance(candidates, list) or not candidates:
+        raise PlanError("candidates", candidates, "shard %s: no replica is reachable and replicating: nothing to "
+                        "promote" % shard)
+    parsed = []
+    for position, candidate in enumerate(candidates):
+        where = "candidates[%d]" % position
+        if not isinstance(candidate, dict) or "name" not in candidate or "gtid" not in candidate:
+            raise PlanError(where, candidate, "must be a mapping with name and gtid")
+        parsed.append((candidate["name"], parse_gtid_list(candidate["gtid"], where + ".gtid")))
+
+    def covers(mine, theirs):
+        return all(mine.get(domain, -1) >= sequence for domain, sequence in theirs.items())
+
+    for name, mine in parsed:
+        if all(covers(mine, theirs) for _other, theirs in parsed):
+            return name
+    raise PlanError("candidates", ["%s at %s" % (c["name"], c["gtid"]) for c in candidates],
+                    "shard %s: no replica has every transaction the others have; their histories differ" % shard)

@@ -516,7 +516,8 @@ def test_no_secret_in_verbose_output(scenario: Scenario) -> None:
                     "-keyout", str(key), "-out", str(cert)], capture_output=True, check=True, timeout=60)
     key_lines = [line for line in key.read_text().splitlines() if line and not line.startswith("-----")]
     extra: dict[str, str] = {name: f"{marker}-{name}" for name in (
-        "fleet_db_web_password", "fleet_db_app_password", "fleet_db_monitor_password", "fleet_proxy_stats_password")}
+        "fleet_db_web_password", "fleet_db_app_password", "fleet_db_monitor_password", "fleet_db_replication_password",
+        "fleet_proxy_stats_password")}
     extra.update(proxy_tls_certificate=cert.read_text(), proxy_tls_key=key.read_text())
     extra_file = scenario.workdir / "secrets.json"
     extra_file.write_text(json.dumps(extra))

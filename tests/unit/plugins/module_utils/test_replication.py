@@ -60,3 +60,32 @@ def test_bad_input_names_the_field(members, planned, field):
     with pytest.raises(PlanError) as caught:
         replication.shard_state(1, members, planned)
     assert caught.value.field == field
+
+
+def test_the_most_advanced_replica_is_chosen():
+    candidates = [{"name": "b", "gtid": "0-1001-40"}, {"name": "c", "gtid": "0-1001-42"}, {"name": "d", "gtid": ""}]
+    assert replication.most_advanced(1, candidates) == "c"
+
+
+def test_several_domains_must_all_be_covered():
+    candidates = [{"name": "b", "gtid": "0-1001-40,1-1001-7"}, {"name": "c", "gtid": "0-1001-40,1-1001-9"}]
+    assert replication.most_advanced(1, candidates) == "c"
+
+
+def test_replicas_whose_histories_differ_are_not_guessed_between():
+    candidates = [{"name": "b", "gtid": "0-1001-41,1-1001-3"}, {"name": "c", "gtid": "0-1001-40,1-1001-9"}]
+    with pytest.raises(PlanError, match="histories differ") as caught:
+        replication.most_advanced(2, candidates)
+    assert caught.value.value == ["b at 0-1001-41,1-1001-3", "c at 0-1001-40,1-1001-9"]
+
+
+@pytest.mark.parametrize(("candidates", "field", "words"), [
+    ([], "candidates", "nothing to promote"),
+    ([{"name": "b", "gtid": "0-1001"}], "candidates[0].gtid", "not a GTID"),
+    ([{"name": "b", "gtid": "0-1-2,0-1-3"}], "candidates[0].gtid", "domain 0 twice"),
+    ([{"name": "b"}], "candidates[0]", "name and gtid"),
+])
+def test_bad_candidates_are_named(candidates, field, words):
+    with pytest.raises(PlanError) as caught:
+        replication.most_advanced(1, candidates)
+    assert caught.value.field == field and words in caught.value.reason
