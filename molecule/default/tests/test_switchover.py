@@ -26,6 +26,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# The inventory without ansible-core's trust markers, as test_split.py reads it.
+from test_split import plain
+
 ROOT = Path(__file__).resolve().parents[3]
 AGENTSIM = ROOT / "tools" / "agentsim"
 SWITCHOVER = ROOT / "playbooks" / "database_switchover.yml"
@@ -46,17 +49,6 @@ def said(done: subprocess.CompletedProcess[str], *words: str) -> bool:
     """Whether the playbook's output says every one of `words` (the callback wraps long lines)."""
     text = " ".join(done.stdout.split())
     return all(word in text for word in words)
-
-
-def plain(value: Any) -> Any:
-    """ansible-inventory's untrusted-string markers off."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return plain(value["__ansible_unsafe"])
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
 
 
 class Shard:

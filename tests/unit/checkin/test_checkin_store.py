@@ -616,3 +616,20 @@ def test_a_killed_connection_is_lost_and_idempotent_work_redone_once(store, driv
     store.ping(1)
 
     assert len(driver.connects) == 2
+
+
+def test_a_connection_cut_during_its_handshake_is_tried_once_more(store, driver):
+    driver.connect_failures.append(OperationalError(2013, "Lost connection to server at 'handshake: reading initial"))
+
+    store.ping(1)
+
+    assert len(driver.connects) == 2
+
+
+def test_a_refused_connection_is_an_outage_at_once(store, driver):
+    driver.connect_failures.extend([OperationalError(2003, "Can't connect")] * 2)
+
+    with pytest.raises(StoreUnavailable, match="cannot connect"):
+        store.ping(1)
+
+    assert len(driver.connects) == 1

@@ -62,6 +62,7 @@ DEADLOCK = 1213  # ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back, s
 # ER_OPTION_PREVENTS_STATEMENT: a read-only server refused the statement before applying anything,
 # as a fenced primary does during a switchover.
 READ_ONLY = 1290
+HANDSHAKE_LOST = 2013  # CR_SERVER_LOST while connecting: reset during the handshake
 # How often work refused by a fenced primary is tried again during a switchover.
 SWITCH_POLL_SECONDS = 0.1
 
@@ -380,32 +381,47 @@ class ShardStore:
                 outage.over.set()
 
     def _connect(self, shard_id: int) -> Any:
+        try:
+            return self._connect_once(shard_id)
+        except self._driver.Error as exc:
+            if _code(exc) != HANDSHAKE_LOST:
+                return self._connect_failed(shard_id, exc)
+        # A connection cut during its handshake (the writer address moving to a new primary
+        # between the SYN and the greeting) says nothing about the server: try once more.
+        try:
+            return self._connect_once(shard_id)
+        except self._driver.Error as exc:
+            return self._connect_failed(shard_id, exc)
+
+    def _connect_once(self, shard_id: int) -> Any:
         shard = self._shard(shard_id)
         config = self._config
-        try:
-            connection = self._driver.connect(
-                host=shard.host,
-                port=shard.port,
-                user=shard.user,
-                passwd=shard.password,
-                db=shard.database,
-                connect_timeout=config.db_connect_timeout,
-                read_timeout=config.db_read_timeout,
-                write_timeout=config.db_write_timeout,
-                charset="utf8mb4",
-                autocommit=False,
-                init_command=f"SET time_zone = '+00:00', innodb_lock_wait_timeout = {LOCK_WAIT_SECONDS}",
-            )
-        except self._driver.Error as exc:
-            reason = f"cannot connect to {shard.host}:{shard.port}: {_describe(exc)}"
-            with self._outages_lock:
-                previous = self._outages.get(shard_id)
-                self._outages[shard_id] = _Outage(reason, self._clock() + config.db_retry_after_seconds)
-            if previous is not None:
-                previous.over.set()  # its waiters fail now rather than after PROBE_WAIT_SECONDS
-            log.warning("shard %s: %s", shard_id, reason)
-            raise StoreUnavailable(shard_id, reason) from None
-        return connection
+        return self._driver.connect(
+            host=shard.host,
+            port=shard.port,
+            user=shard.user,
+            passwd=shard.password,
+            db=shard.database,
+            connect_timeout=config.db_connect_timeout,
+            read_timeout=config.db_read_timeout,
+            write_timeout=config.db_write_timeout,
+            charset="utf8mb4",
+            autocommit=False,
+            init_command=f"SET time_zone = '+00:00', innodb_lock_wait_timeout = {LOCK_WAIT_SECONDS}",
+        )
+
+    def _connect_failed(self, shard_id: int, exc: BaseException) -> Any:
+        """Record the shard as down (requests fail fast until the next probe) and raise."""
+        shard = self._shard(shard_id)
+        config = self._config
+        reason = f"cannot connect to {shard.host}:{shard.port}: {_describe(exc)}"
+        with self._outages_lock:
+            previous = self._outages.get(shard_id)
+            self._outages[shard_id] = _Outage(reason, self._clock() + config.db_retry_after_seconds)
+        if previous is not None:
+            previous.over.set()  # its waiters fail now rather than after PROBE_WAIT_SECONDS
+        log.warning("shard %s: %s", shard_id, reason)
+        raise StoreUnavailable(shard_id, reason) from None
 
     def _shard(self, shard_id: int) -> ShardConfig:
         try:
