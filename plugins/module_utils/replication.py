@@ -50,8 +50,8 @@ def shard_state(shard, members, planned_primary):
     if len(writable) > 1:
         raise PlanError("members", writable, "shard %s has %d writable nodes: only one may take writes; fence all "
                         "but the real primary (SET GLOBAL read_only=ON) before anything else" % (shard, len(writable)))
-    fresh = not any(m["replicating"] for m in members) and not any(m["gtid"] for m in members if
-                                                                     m["name"] != planned_primary)
+    replicas = [m for m in members if m["name"] != planned_primary]
+    fresh = not any(m["replicating"] for m in members) and not any(m["gtid"] for m in replicas)
     if writable:
         primary = writable[0]
     elif fresh:
