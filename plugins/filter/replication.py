@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Database replication filters: thin wrappers over module_utils/replication.py.
 
-Documentation of each filter lives in its sidecar YAML file (database_shard_state.yml, database_most_advanced.yml).
+Documentation of each filter lives in its sidecar YAML file (database_shard_state.yml, database_most_advanced.yml,
+database_replication_health.yml).
 """
 
 from __future__ import annotations
@@ -29,8 +30,17 @@ def database_most_advanced(candidates, shard):
         raise AnsibleFilterError(ex.describe(source="fleetscale.split.database_most_advanced")) from ex
 
 
+def database_replication_health(state, name, semi_sync_timeout_ms):
+    """What may lose an acknowledged check-in on this node of a replicated shard, and a one-line summary."""
+    try:
+        return replication.replication_health(name, state, semi_sync_timeout_ms)
+    except PlanError as ex:
+        raise AnsibleFilterError(ex.describe(source="fleetscale.split.database_replication_health")) from ex
+
+
 class FilterModule:
     """fleetscale.split database replication filters."""
 
     def filters(self):
-        return {"database_shard_state": database_shard_state, "database_most_advanced": database_most_advanced}
+        return {"database_shard_state": database_shard_state, "database_most_advanced": database_most_advanced,
+                "database_replication_health": database_replication_health}

@@ -110,3 +110,46 @@ def most_advanced(shard, candidates):
             return name
     raise PlanError("candidates", ["%s at %s" % (c["name"], c["gtid"]) for c in candidates],
                     "shard %s: no replica has every transaction the others have; their histories differ" % shard)
+
+
+def replication_health(name, state, semi_sync_timeout_ms):
+    """{'problems': [...], 'summary': str} of one node of a replicated shard.
+
+    `state` is what the node says: read_only (bool), status (its Rpl_semi_sync_master_* global
+    status, names lower case) and replica (its SHOW SLAVE STATUS row, empty when it replicates
+    from nobody). A writable node must run semi-synchronously with a replica connected; a
+    read-only one must replicate with both threads running.
+    """
+    if not isinstance(state, dict) or not isinstance(state.get("read_only"), bool):
+        raise PlanError("state", state, "%s: must be a mapping with read_only (true or false), status and replica"
+                        % name)
+    status, replica = state.get("status") or {}, state.get("replica") or {}
+    if not isinstance(status, dict) or not isinstance(replica, dict):
+        raise PlanError("state", state, "%s: status and replica must be mappings" % name)
+    problems = []
+    if not state["read_only"]:
+        semi_sync = str(status.get("rpl_semi_sync_master_status", "OFF")).upper()
+        clients = int(status.get("rpl_semi_sync_master_clients", 0) or 0)
+        unacknowledged = int(status.get("rpl_semi_sync_master_no_tx", 0) or 0)
+        if semi_sync != "ON" or clients < 1:
+            problems.append(
+                "%s is the primary and replicates ASYNCHRONOUSLY (semi-sync %s, %d replica(s) connected, %d commit(s) "
+                "acknowledged without a replica since it started): no replica acknowledged within %s ms, so an "
+                "acknowledged check-in may exist on this node only. Bring a replica back (site.yml seeds an empty "
+                "one) before any switchover." % (name, semi_sync, clients, unacknowledged, semi_sync_timeout_ms))
+        summary = "%s: primary, semi-synchronous with %d replica(s)" % (name, clients)
+        return {"problems": problems, "summary": summary}
+    if not replica:
+        problems.append("%s is read-only and replicates from nobody: it holds no copy of new check-ins (an old "
+                        "primary after a failover: empty its data directory and run site.yml to seed it again)"
+                        % name)
+        return {"problems": problems, "summary": "%s: replica of nobody" % name}
+    threads = {thread: replica.get("Slave_%s_Running" % thread) for thread in ("IO", "SQL")}
+    stopped = [thread for thread, running in threads.items() if running != "Yes"]
+    if stopped:
+        error = replica.get("Last_SQL_Error") or replica.get("Last_IO_Error") or "no error given"
+        problems.append("%s does not replicate from %s: %s thread(s) not running (%s)"
+                        % (name, replica.get("Master_Host"), " and ".join(stopped), error))
+    summary = "%s: replica of %s, %s s behind" % (name, replica.get("Master_Host"),
+                                                  replica.get("Seconds_Behind_Master"))
+    return {"problems": problems, "summary": summary}

@@ -32,6 +32,7 @@ from test_split import plain
 ROOT = Path(__file__).resolve().parents[3]
 AGENTSIM = ROOT / "tools" / "agentsim"
 SWITCHOVER = ROOT / "playbooks" / "database_switchover.yml"
+SITE = ROOT / "playbooks" / "site.yml"
 FAILOVER = ROOT / "playbooks" / "database_failover.yml"
 # The issue's floor: at least 200 check-ins/s through the proxy during every switchover.
 LOAD_RATE = 200
@@ -57,6 +58,8 @@ class Shard:
     def __init__(self, inventory: str, workdir: Path):
         self.inventory = inventory
         self.workdir = workdir
+        # Everything the app tier did from here on is checked by the last tests.
+        self.started = time.time()
         self.bin = Path(sys.executable).parent
         done = subprocess.run([str(self.bin / "ansible-inventory"), "-i", inventory, "--list"],
                               capture_output=True, text=True, check=True)
@@ -79,8 +82,10 @@ class Shard:
         return [node for node in nodes if self.sql(node, "SELECT @@GLOBAL.read_only") == "0"]
 
     def switchover(self, playbook: Path = SWITCHOVER, **extra: Any) -> subprocess.CompletedProcess[str]:
-        command = [str(self.bin / "ansible-playbook"), "-i", self.inventory, str(playbook),
-                   "-e", json.dumps({"database_shard": 1, **extra})]
+        return self.playbook(playbook, "-e", json.dumps({"database_shard": 1, **extra}))
+
+    def playbook(self, playbook: Path, *options: str) -> subprocess.CompletedProcess[str]:
+        command = [str(self.bin / "ansible-playbook"), "-i", self.inventory, str(playbook), *options]
         # One stream, as an operator reads it (the failure messages go to stderr).
         return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               timeout=PLAYBOOK_TIMEOUT, check=False)
@@ -224,3 +229,52 @@ def test_failover_after_the_primary_is_killed_loses_no_acknowledged_checkin(shar
                              text=True, check=True).stdout
     assert f" {shard.shard['writer_address']}/" not in holders
     assert shard.writable_among(shard.shard["members"]) == [replica]
+
+
+def test_site_says_loudly_that_the_shard_has_lost_its_safety_copy(shard: Shard) -> None:
+    """After the failover the new primary has no replica: site.yml's last play fails, naming both nodes."""
+    primary, replica = shard.shard["members"][:2]
+    done = shard.playbook(SITE, "--start-at-task", "Check that every acknowledged check-in is on two nodes")
+    assert done.returncode != 0, done.stdout[-3000:]
+    assert said(done, replica, "is the primary and replicates ASYNCHRONOUSLY"), done.stdout[-3000:]
+    assert said(done, primary, "is read-only and replicates from nobody"), done.stdout[-3000:]
+
+
+def test_the_app_tier_followed_the_primary_with_one_holder_at_a_time(shard: Shard) -> None:
+    """The singleton's terms and the sequencer's runs, read on the primary the failover left."""
+    node, schema = shard.writable()[0], shard.shard["schema"]
+
+    def rows(statement: str) -> list[list[str]]:
+        return [line.split("\t") for line in shard.sql(node, f"USE `{schema}`; {statement}").splitlines() if line]
+
+    # The singleton is held again, by one node, its term renewed within the last keepalives.
+    terms = [(int(epoch), holder, float(since), float(heartbeat)) for epoch, holder, since, heartbeat in rows(
+        "SELECT epoch, node, UNIX_TIMESTAMP(since), UNIX_TIMESTAMP(heartbeat) FROM singleton_terms "
+        "WHERE name = 'fleet-scheduler' ORDER BY epoch")]
+    overlapping = [(a, b) for a, b in itertools.pairwise(terms) if a[3] > b[2]]
+    moved = [term for term in terms if term[2] >= shard.started]
+    age = float(rows("SELECT UNIX_TIMESTAMP(NOW(3)) - UNIX_TIMESTAMP(MAX(heartbeat)) FROM singleton_terms "
+                     "WHERE name = 'fleet-scheduler'")[0][0])
+    print(f"\n[switchover] app tier: {len(moved)} singleton term(s) began during the switchovers and the failover, "
+          f"overlapping {len(overlapping)}, last heartbeat {age:.1f} s ago")
+    assert not overlapping, f"two holders at once: {overlapping}"
+    assert moved, f"the singleton never moved with the database: {terms[-3:]}"
+    assert age <= 10, f"nobody holds the singleton: last heartbeat {age:.1f} s ago"
+
+    # Every run of lab-tick (due every 2 s) from the first switchover until 20 s ago ran once, successfully,
+    # its attempts never at the same time: the due runs of the minutes without a primary were caught up.
+    first, last = int(shard.started) + 2, int(time.time()) - 20
+    runs = {int(float(due)): state for due, state in rows(
+        f"SELECT UNIX_TIMESTAMP(due_at), state FROM sequencer_runs WHERE job = 'lab-tick' "
+        f"AND due_at BETWEEN FROM_UNIXTIME({first}) AND FROM_UNIXTIME({last})")}
+    expected = set(range(first + first % 2, last + 1, 2))
+    attempts = [(float(start), float(end)) for start, end in rows(
+        "SELECT UNIX_TIMESTAMP(started_at), COALESCE(UNIX_TIMESTAMP(ended_at), UNIX_TIMESTAMP(NOW(3))) "
+        f"FROM sequencer_attempts WHERE job = 'lab-tick' AND started_at >= FROM_UNIXTIME({first}) "
+        "ORDER BY started_at")]
+    at_once = [(a, b) for a, b in itertools.pairwise(attempts) if a[1] > b[0]]
+    print(f"[switchover] app tier: {len(runs)} of {len(expected)} due runs of lab-tick, "
+          f"{sum(state == 'succeeded' for state in runs.values())} succeeded, {len(at_once)} at once")
+    assert sorted(expected - set(runs)) == [], "due runs never created"
+    assert {due: state for due, state in runs.items() if state != "succeeded"} == {}
+    assert not at_once, f"two attempts at once: {at_once[:5]}"

@@ -89,3 +89,47 @@ def test_bad_candidates_are_named(candidates, field, words):
     with pytest.raises(PlanError) as caught:
         replication.most_advanced(1, candidates)
     assert caught.value.field == field and words in caught.value.reason
+
+
+SEMI_SYNC_ON = {"rpl_semi_sync_master_status": "ON", "rpl_semi_sync_master_clients": "1",
+                "rpl_semi_sync_master_no_tx": "0"}
+RUNNING = {"Master_Host": "172.28.5.11", "Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes",
+           "Seconds_Behind_Master": 0, "Last_IO_Error": "", "Last_SQL_Error": ""}
+
+
+def test_a_semi_synchronous_primary_and_a_running_replica_are_healthy():
+    primary = replication.replication_health("a", {"read_only": False, "status": SEMI_SYNC_ON, "replica": {}}, 1000)
+    replica = replication.replication_health("b", {"read_only": True, "status": {}, "replica": RUNNING}, 1000)
+    assert primary == {"problems": [], "summary": "a: primary, semi-synchronous with 1 replica(s)"}
+    assert replica == {"problems": [], "summary": "b: replica of 172.28.5.11, 0 s behind"}
+
+
+def test_a_primary_fallen_back_to_asynchronous_is_a_problem():
+    status = dict(SEMI_SYNC_ON, rpl_semi_sync_master_status="OFF", rpl_semi_sync_master_clients="0",
+                  rpl_semi_sync_master_no_tx="17")
+    health = replication.replication_health("a", {"read_only": False, "status": status, "replica": {}}, 1000)
+    assert len(health["problems"]) == 1
+    assert "ASYNCHRONOUSLY (semi-sync OFF, 0 replica(s) connected, 17 commit(s)" in health["problems"][0]
+    assert "within 1000 ms" in health["problems"][0]
+
+
+def test_semi_sync_on_without_a_connected_replica_is_a_problem():
+    status = dict(SEMI_SYNC_ON, rpl_semi_sync_master_clients="0")
+    assert replication.replication_health("a", {"read_only": False, "status": status, "replica": {}}, 1000)["problems"]
+
+
+def test_a_replica_whose_sql_thread_stopped_is_named_with_its_error():
+    replica = dict(RUNNING, Slave_SQL_Running="No", Last_SQL_Error="Duplicate entry")
+    health = replication.replication_health("b", {"read_only": True, "status": {}, "replica": replica}, 1000)
+    assert health["problems"] == ["b does not replicate from 172.28.5.11: SQL thread(s) not running (Duplicate entry)"]
+
+
+def test_a_read_only_node_that_replicates_from_nobody_is_a_problem():
+    health = replication.replication_health("b", {"read_only": True, "status": {}, "replica": {}}, 1000)
+    assert "replicates from nobody" in health["problems"][0]
+
+
+def test_a_state_without_read_only_is_refused_naming_the_node():
+    with pytest.raises(PlanError) as caught:
+        replication.replication_health("b", {"status": {}}, 1000)
+    assert "b: must be a mapping with read_only" in caught.value.reason
