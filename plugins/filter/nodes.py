@@ -13,10 +13,10 @@ from ansible_collections.fleetscale.split.plugins.module_utils import topology
 from ansible_collections.fleetscale.split.plugins.module_utils.errors import PlanError
 
 
-def next_nodes(fleet_plan, tier, count=1, taken=None):
+def next_nodes(fleet_plan, tier, count=1, taken=None, shard=None):
     """The next new nodes of a tier, named and addressed by the plan's own rule."""
     try:
-        return topology.next_nodes(fleet_plan, tier, count, taken or ())
+        return topology.next_nodes(fleet_plan, tier, count, taken or (), shard)
     except PlanError as ex:
         raise AnsibleFilterError(ex.describe(source="fleetscale.split.next_nodes")) from ex
 

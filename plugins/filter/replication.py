@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Database replication filters: thin wrappers over module_utils/replication.py.
 
-Documentation of each filter lives in its sidecar YAML file (database_shard_state.yml, database_most_advanced.yml,
-database_replication_health.yml).
+Documentation of each filter lives in its sidecar YAML file (database_shard_state.yml, database_member_states.yml,
+database_most_advanced.yml, database_replication_health.yml).
 """
 
 from __future__ import annotations
@@ -20,6 +20,14 @@ def database_shard_state(members, shard, planned_primary):
         return replication.shard_state(shard, members, planned_primary)
     except PlanError as ex:
         raise AnsibleFilterError(ex.describe(source="fleetscale.split.database_shard_state")) from ex
+
+
+def database_member_states(results, was_writable=None):
+    """Each node's status for database_shard_state, from the loop of one state query per node."""
+    try:
+        return replication.member_states(results, was_writable or ())
+    except PlanError as ex:
+        raise AnsibleFilterError(ex.describe(source="fleetscale.split.database_member_states")) from ex
 
 
 def database_most_advanced(candidates, shard):
@@ -42,5 +50,6 @@ class FilterModule:
     """fleetscale.split database replication filters."""
 
     def filters(self):
-        return {"database_shard_state": database_shard_state, "database_most_advanced": database_most_advanced,
+        return {"database_shard_state": database_shard_state, "database_member_states": database_member_states,
+                "database_most_advanced": database_most_advanced,
                 "database_replication_health": database_replication_health}

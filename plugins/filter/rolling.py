@@ -26,16 +26,17 @@ def rolling_hosts(targets, groups, skip=None):
         raise _refuse("rolling_hosts", ex) from ex
 
 
-def rolling_batches(olds, groups, fleet_plan, indices=None, surge=1, provider="lab", pool=None):
+def rolling_batches(olds, groups, fleet_plan, indices=None, surge=1, provider="lab", pool=None, primaries=None):
     """The batches of (old, new) pairs that replace `olds`."""
     try:
-        return rolling.plan_batches(olds, groups, indices or {}, fleet_plan, surge, provider, pool or [])
+        return rolling.plan_batches(olds, groups, indices or {}, fleet_plan, surge, provider, pool or [],
+                                    primaries or [])
     except PlanError as ex:
         raise _refuse("rolling_batches", ex) from ex
 
 
 def rolling_play_hosts(batches, known=None):
-    """The batch play's hosts, a controller step host before each batch's new nodes, and its batch sizes."""
+    """The batch plays' hosts, a controller step host before each batch's new nodes, and their batch sizes."""
     try:
         return rolling.play_hosts(batches, known or ())
     except PlanError as ex:

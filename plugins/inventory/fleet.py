@@ -84,6 +84,8 @@ options:
       - "Node indices of generated tiers (proxy, web_agent, web_user, app) that were replaced and stay out of use,
         for example C({web_agent: [1]}): that tier's nodes then start at index 2, and a replacement takes the next
         free index. The plan keeps the naming and addressing in C(layout) so new nodes follow the same rule."
+      - "Database nodes are numbered within their shard: C(database) maps shard numbers to indices, for example
+        C({database: {1: [1]}}) (shard 1's first node is gone; the shard's nodes start at its index 2)."
     type: dict
     default: {}
   replacements_file:
@@ -135,7 +137,7 @@ import os
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 
-from ansible_collections.fleetscale.split.plugins.module_utils import fleet
+from ansible_collections.fleetscale.split.plugins.module_utils import fleet, topology
 from ansible_collections.fleetscale.split.plugins.module_utils.errors import PlanError
 
 SPEC_OPTIONS = ("agents", "tenant_count", "tenants", "model")
@@ -200,21 +202,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         if full is None:
             return hosts, retired, {}
         merged_hosts = dict(hosts or {})
-        merged_retired = {tier: list(indices) for tier, indices in (retired or {}).items()
-                          if isinstance(indices, list)}
-        for key, current in (("hosts", merged_hosts), ("retired", merged_retired)):
-            value = data.get(key) or {}
-            if not isinstance(value, dict):
-                raise AnsibleParserError("%s: field '%s': must be a mapping of tiers (got %r)" % (full, key, value))
-            for tier, entries in value.items():
-                if key == "hosts":
-                    current[tier] = entries
-                elif not isinstance(entries, list):
-                    raise AnsibleParserError("%s: field 'retired.%s': must be a list of node indices (got %r)"
-                                             % (full, tier, entries))
-                else:
-                    known = current.get(tier, [])
-                    current[tier] = known + [index for index in entries if index not in known]
+        value = data.get("hosts") or {}
+        if not isinstance(value, dict):
+            raise AnsibleParserError("%s: field 'hosts': must be a mapping of tiers (got %r)" % (full, value))
+        merged_hosts.update(value)
+        # Each record checked where it was written: the spec's, then the replacements file's on top.
+        try:
+            spec_retired = topology.merge_retired(retired, None)
+        except PlanError as ex:
+            raise AnsibleParserError(ex.describe(source=path)) from ex
+        try:
+            merged_retired = topology.merge_retired(spec_retired, data.get("retired"))
+        except PlanError as ex:
+            raise AnsibleParserError(ex.describe(source=full)) from ex
         adding = data.get("adding") or {}
         if not isinstance(adding, dict):
             raise AnsibleParserError("%s: field 'adding': must be a mapping of tiers (got %r)" % (full, adding))

@@ -31,14 +31,45 @@ def _check_status(status, position):
     return status
 
 
+def member_states(results, was_writable=()):
+    """Each node's status for shard_state(), from the loop of one query per node of the shard.
+
+    `results` are the loop results of `SELECT @@GLOBAL.read_only, @@GLOBAL.gtid_current_pos` and
+    `SHOW SLAVE STATUS` run on each node (`item` its name, `query_result` both answers); a node that did
+    not answer (unreachable or its server down) is `answered: false`. `was_writable` names the nodes
+    that took writes before this run restarted them: they count as writable.
+    """
+    if not isinstance(results, list):
+        raise PlanError("results", results, "must be the loop results of the shard's state query")
+    states = []
+    for position, result in enumerate(results):
+        if not isinstance(result, dict) or not isinstance(result.get("item"), str):
+            raise PlanError("results[%d]" % position, result, "must be a loop result whose item is a node name")
+        answers = result.get("query_result")
+        answered = not result.get("failed") and not result.get("unreachable") and isinstance(answers, list) \
+            and len(answers) == 2 and len(answers[0]) == 1
+        if not answered:
+            states.append({"name": result["item"], "answered": False, "read_only": True, "live_read_only": True,
+                           "replicating": False, "gtid": "", "replica_status": {}})
+            continue
+        server, replica = answers[0][0], answers[1]
+        live_read_only = int(server["read_only"]) == 1
+        states.append({"name": result["item"], "answered": True,
+                       "read_only": live_read_only and result["item"] not in was_writable,
+                       "live_read_only": live_read_only, "replicating": len(replica) > 0,
+                       "gtid": str(server["gtid"] or ""), "replica_status": replica[0] if replica else {}})
+    return states
+
+
 def shard_state(shard, members, planned_primary):
     """Return {'primary', 'open_writes', 'seed', 'join'} for one shard.
 
     `members` lists each node's status: name, read_only, replicating (a replication
-    source is configured) and gtid (gtid_current_pos). `seed` lists the replicas that
-    hold nothing yet and must be copied from a running node; `join` those that hold
-    data but do not replicate. Raises PlanError when the shard has two writable nodes,
-    or none and it is not new.
+    source is configured), gtid (gtid_current_pos) and optionally answered (false: the
+    node did not answer and is left out of every decision, a lost replica for one).
+    `seed` lists the replicas that hold nothing yet and must be copied from a running
+    node; `join` those that hold data but do not replicate. Raises PlanError when the
+    shard has two writable nodes, or none and it is not new.
     """
     if not isinstance(members, list) or not members:
         raise PlanError("members", members, "shard %s: no node reported its state" % shard)
@@ -46,6 +77,10 @@ def shard_state(shard, members, planned_primary):
     names = [m["name"] for m in members]
     if planned_primary not in names:
         raise PlanError("planned_primary", planned_primary, "shard %s: not one of its nodes %s" % (shard, names))
+    silent = [m["name"] for m in members if m.get("answered") is False]
+    members = [m for m in members if m.get("answered") is not False]
+    if not members:
+        raise PlanError("members", silent, "shard %s: no node answered" % shard)
     writable = [m["name"] for m in members if not m["read_only"]]
     if len(writable) > 1:
         raise PlanError("members", writable, "shard %s has %d writable nodes: only one may take writes; fence all "
@@ -54,6 +89,10 @@ def shard_state(shard, members, planned_primary):
     fresh = not any(m["replicating"] for m in members) and not any(m["gtid"] for m in replicas)
     if writable:
         primary = writable[0]
+    elif fresh and silent:
+        # A silent node may be a primary with data: opening another node would make two.
+        raise PlanError("members", silent, "shard %s has no writable node among those that answered; a shard is "
+                        "opened as new only when every node answers" % shard)
     elif fresh:
         primary = planned_primary
     else:

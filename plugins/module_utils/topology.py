@@ -16,7 +16,8 @@ primary), node N of the shard takes the block's address N.
 
 A generated tier may also retire indices: a node replaced by a rolling replacement
 keeps its index out of use for good, so its successor takes the next free index (a
-new name and address) and the plan's later runs see the replacement.
+new name and address) and the plan's later runs see the replacement. The database
+tier retires indices per shard ({shard: [indices]}), as its nodes are numbered.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME_RE = re.compile(r"^%s(\.%s)*$" % (_LABEL, _LABEL))
 HOST_KEYS = ("name", "address", "shard", "role", "replica_of")
 DATABASE_HOST_KEYS = ("shard", "role", "replica_of")
-# Tiers whose nodes are replaced by adding a new node and retiring the old one; a
-# database node is replaced by promoting a replica, which is not this mechanism.
-REPLACEABLE_TIERS = ("proxy", "web_agent", "web_user", "app")
+# Tiers whose nodes are replaced by adding a new node and retiring the old one (a
+# database node joins as a replica; a primary hands over before it leaves).
+REPLACEABLE_TIERS = ("proxy", "web_agent", "web_user", "app", "database")
 MAX_INDEX = 99999
 NETWORK_KEYS = ("subnet", "first_address")
 
@@ -150,25 +151,61 @@ def _check_explicit(hosts):
     return result
 
 
+def _check_indices(indices, field, highest=MAX_INDEX):
+    if not isinstance(indices, list):
+        raise PlanError(field, indices, "must be a list of node indices")
+    for position, index in enumerate(indices):
+        if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= highest:
+            raise PlanError("%s[%d]" % (field, position), index, "must be a node index from 1 to %d" % highest)
+    if len(set(indices)) != len(indices):
+        raise PlanError(field, indices, "lists an index twice")
+    return sorted(indices)
+
+
+def _check_shard_indices(value, field):
+    """{shard: [indices]} of the database tier, whose nodes are numbered within their shard."""
+    if not isinstance(value, dict):
+        raise PlanError(field, value, "database nodes are numbered per shard: map shard numbers to lists of node "
+                        "indices (for example {1: [1]})")
+    result = {}
+    for shard, indices in value.items():
+        number = int(shard) if isinstance(shard, str) and shard.isdigit() else shard
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise PlanError(field, shard, "must be a shard number (1 or more)")
+        if number in result:
+            raise PlanError(field, shard, "names shard %d twice" % number)
+        result[number] = _check_indices(indices, "%s.%d" % (field, number), SHARD_BLOCK - 1)
+    return result
+
+
 def _check_retired(retired, name="retired"):
     retired = retired or {}
     if not isinstance(retired, dict):
-        raise PlanError(name, retired, "must map tiers to lists of node indices")
+        raise PlanError(name, retired, "must be a mapping of tiers to lists of node indices")
     result = {}
     for tier, indices in retired.items():
         field = "%s.%s" % (name, tier)
         if tier not in REPLACEABLE_TIERS:
             raise PlanError(field, indices, "only nodes of %s are retired by replacement"
                             % ", ".join(REPLACEABLE_TIERS))
-        if not isinstance(indices, list):
-            raise PlanError(field, indices, "must be a list of node indices")
-        for position, index in enumerate(indices):
-            if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= MAX_INDEX:
-                raise PlanError("%s[%d]" % (field, position), index, "must be a node index from 1 to %d" % MAX_INDEX)
-        if len(set(indices)) != len(indices):
-            raise PlanError(field, indices, "lists an index twice")
-        result[tier] = sorted(indices)
+        if tier == "database":
+            result[tier] = _check_shard_indices(indices, field)
+        else:
+            result[tier] = _check_indices(indices, field)
     return result
+
+
+def merge_retired(first, second, names=("retired", "retired")):
+    """Both records of retired indices in one (the spec's and a replacements file's), each checked."""
+    merged = _check_retired(first, names[0])
+    for tier, indices in _check_retired(second, names[1]).items():
+        if tier == "database":
+            shards = merged.setdefault(tier, {})
+            for number, listed in indices.items():
+                shards[number] = sorted(set(shards.get(number, [])) | set(listed))
+        else:
+            merged[tier] = sorted(set(merged.get(tier, [])) | set(indices))
+    return merged
 
 
 def _address(tier, start, offset, subnet, what):
@@ -241,15 +278,19 @@ def _explicit_database(listed, shard_numbers, replicas):
     return hosts
 
 
-def _generated(tier, count, pattern, start, subnet, retired=(), adding=()):
+def _indices(count, retired=(), adding=()):
+    """The first `count` indices not retired, then the new nodes of a replacement in progress."""
     indices = []
     index = 0
     while len(indices) < count:
         index += 1
         if index not in retired:
             indices.append(index)
-    indices += [i for i in adding if i not in indices]
-    return [node_identity(tier, i, pattern, start, subnet) for i in indices]
+    return indices + [i for i in adding if i not in indices]
+
+
+def _generated(tier, count, pattern, start, subnet, retired=(), adding=()):
+    return [node_identity(tier, i, pattern, start, subnet) for i in _indices(count, retired, adding)]
 
 
 def build_topology(plan, naming=None, network=None, hosts=None, retired=None, adding=None):
@@ -269,6 +310,12 @@ def build_topology(plan, naming=None, network=None, hosts=None, retired=None, ad
                 raise PlanError("%s.%s" % (name, tier), record[tier], "the tier lists its hosts explicitly "
                                 "(hosts.%s): a replacement edits that list instead" % tier)
     for tier, indices in adding.items():
+        if tier == "database":
+            for number, listed in indices.items():
+                both = sorted(set(listed) & set(retired.get(tier, {}).get(number, [])))
+                if both:
+                    raise PlanError("adding.database.%d" % number, listed, "node(s) %s are also retired" % both)
+            continue
         both = sorted(set(indices) & set(retired.get(tier, [])))
         if both:
             raise PlanError("adding.%s" % tier, indices, "node(s) %s are also retired" % both)
@@ -298,9 +345,12 @@ def build_topology(plan, naming=None, network=None, hosts=None, retired=None, ad
             for number in shard_numbers:
                 # A lone node needs no floating address: its clients use its own.
                 writers[number] = writer_address(number, start, everywhere) if replicas else None
-                for index in range(1, 2 + replicas):
+                # The first node in service is the planned primary (the servers say who the primary is).
+                indices = _indices(1 + replicas, retired.get(tier, {}).get(number, ()),
+                                   adding.get(tier, {}).get(number, ()))
+                for position, index in enumerate(indices):
                     host = database_identity(number, index, patterns[tier], start, everywhere)
-                    host["database_role"] = "primary" if index == 1 else "replica"
+                    host["database_role"] = "primary" if position == 0 else "replica"
                     topology[tier].append(host)
         else:
             topology[tier] = _generated(tier, planned[tier], patterns[tier], starts.get(tier),
@@ -325,15 +375,15 @@ def layout(naming=None, network=None, hosts=None, retired=None, adding=None):
     }
 
 
-def next_nodes(plan, tier, count=1, taken=()):
+def next_nodes(plan, tier, count=1, taken=(), shard=None):
     """The next `count` new nodes of a tier: indices above every index in use, retired or already taken.
 
     `plan` is a fleet plan with its `layout` and `hosts`; `taken` lists indices (or host names) already
-    given to new nodes that the plan does not know yet (the current batch of a replacement).
+    given to new nodes that the plan does not know yet (the current batch of a replacement). Database
+    nodes are numbered within their shard: `shard` names it, and `taken` holds that shard's indices.
     """
     if tier not in REPLACEABLE_TIERS:
-        raise PlanError("tier", tier, "new nodes are made for %s only (a database is replaced by promoting "
-                        "a replica)" % ", ".join(REPLACEABLE_TIERS))
+        raise PlanError("tier", tier, "new nodes are made for %s only" % ", ".join(REPLACEABLE_TIERS))
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
         raise PlanError("count", count, "must be a whole number from 1 to 100")
     if not isinstance(plan, dict) or not isinstance(plan.get("layout"), dict) or "hosts" not in plan:
@@ -344,13 +394,34 @@ def next_nodes(plan, tier, count=1, taken=()):
         raise PlanError("tier", tier, "the tier lists its hosts explicitly: new nodes come from a spare pool "
                         "(the static provider), not from the naming pattern")
     pattern = info["naming"][tier]
-    index_of = _index_parser(pattern, tier)
-    used = set(info["retired"].get(tier, []))
-    used.update(index_of(name) for name in plan["hosts"].get(tier, []) + list(taken or ()))
     subnet = ipaddress.ip_network(info["subnet"]) if info["subnet"] else ipaddress.ip_network("::/0")
     start = ipaddress.ip_address(info["first_address"][tier]) if tier in info["first_address"] else None
+    retired = _check_retired(info["retired"], "layout.retired")
+    if tier == "database":
+        return _next_database_nodes(plan, pattern, start, subnet, retired.get(tier, {}), count, taken, shard)
+    index_of = _index_parser(pattern, tier)
+    used = set(retired.get(tier, []))
+    used.update(index_of(name) for name in plan["hosts"].get(tier, []) + list(taken or ()))
     first = max(used, default=0) + 1
     return [dict(node_identity(tier, index, pattern, start, subnet), tier=tier)
+            for index in range(first, first + count)]
+
+
+def _next_database_nodes(plan, pattern, start, subnet, retired, count, taken, shard):
+    shards = {entry.get("shard"): entry for entry in plan.get("shards") or [] if isinstance(entry, dict)}
+    if shard not in shards:
+        raise PlanError("shard", shard, "a new database node joins one shard of the plan: %s"
+                        % sorted(number for number in shards if number is not None))
+    # Names of the shard's nodes by index, from the one naming rule (a shard holds SHARD_BLOCK - 1 nodes).
+    index_of = {pattern.format(shard=shard, index=index): index for index in range(1, SHARD_BLOCK)}
+    members = shards[shard].get("members") or []
+    strays = [name for name in members if name not in index_of]
+    if strays:
+        raise PlanError("shards[%d].members" % shard, strays, "not named by the pattern %r" % pattern)
+    used = set(retired.get(shard, [])) | {index_of[name] for name in members}
+    used.update(index_of.get(item, item) for item in taken or ())
+    first = max(used, default=0) + 1
+    return [dict(database_identity(shard, index, pattern, start, subnet), tier="database")
             for index in range(first, first + count)]
 
 

@@ -23,12 +23,12 @@ SPEC = {"plugin": "fleetscale.split.fleet", "agents": 20000, "tenant_count": 4, 
         "compose": {"ansible_connection": "'community.docker.docker'"}}
 
 
-def check_run(tmp_path: pathlib.Path, extra: dict, check: bool = True,
+def check_run(tmp_path: pathlib.Path, extra: dict, check: bool = True, spec_data: dict | None = None,
               ) -> tuple[subprocess.CompletedProcess, list[dict]]:
     """The playbook (in check mode unless told); its output and every task result on localhost, each named as
     in its task file (without the "fleetscale.split.rolling : " of a role's task)."""
     spec = tmp_path / "lab.fleet.yml"
-    spec.write_text(yaml.safe_dump(SPEC))
+    spec.write_text(yaml.safe_dump(spec_data or SPEC))
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", HOME=str(tmp_path))
     done = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", str(spec),
                            str(PLAYBOOK), *(["--check"] if check else []), "-e", json.dumps(extra)],
@@ -68,18 +68,29 @@ def test_proxies_and_app_nodes_go_one_at_a_time_whatever_the_surge(tmp_path, tie
     untouched(tmp_path)
 
 
-def refusal(tmp_path: pathlib.Path, extra: dict) -> dict:
+def refusal(tmp_path: pathlib.Path, extra: dict, spec_data: dict | None = None) -> dict:
     """The failed task of a run that must be refused, once sure the run failed and wrote nothing."""
-    done, results = check_run(tmp_path, extra)
+    done, results = check_run(tmp_path, extra, spec_data=spec_data)
     assert done.returncode != 0
     untouched(tmp_path)
     return next(r for r in results if r.get("failed"))
 
 
-def test_database_nodes_are_refused_by_name(tmp_path):
-    refused = refusal(tmp_path, {"rolling_targets": ["web_user", "db-01-01"]})
+def test_database_nodes_go_one_at_a_time_within_their_shard(tmp_path):
+    # No node answers here, so none is known to take writes: both are replaced in target order.
+    done, results = check_run(tmp_path, {"rolling_targets": ["db_shard_1"], "rolling_surge": 2})
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert plan_message(results) == (
+        "2 batch(es) with the lab provider, surge 2: [1: database db-01-01 -> db-01-03 (172.28.5.13)] "
+        "[2: database db-01-02 -> db-01-04 (172.28.5.14)] ")
+    untouched(tmp_path)
+
+
+def test_a_database_node_without_a_writer_address_is_refused_by_name(tmp_path):
+    spec = dict(SPEC, model={"database_replicas": 0})
+    refused = refusal(tmp_path, {"rolling_targets": ["web_user", "db-01-01"]}, spec_data=spec)
     assert refused["task"] == "Pair each node to replace with its new node, batch by batch"
-    assert "fleetscale.split.rolling_batches: field 'rolling_targets': database nodes are not replaced" \
+    assert "fleetscale.split.rolling_batches: field 'rolling_targets': their shard has no writer address" \
         in refused["msg"], refused["msg"]
     assert "(got ['db-01-01'])" in refused["msg"], refused["msg"]
 

@@ -65,5 +65,6 @@ def test_next_nodes_filter_names_new_nodes_and_refuses_with_the_filter_name():
     next_nodes = FilterModule().filters()["next_nodes"]
     plan = fleet.build_fleet({"agents": 20_000})["plan"]
     assert [n["name"] for n in next_nodes(plan, "web_agent", 2)] == ["web-agent-03", "web-agent-04"]
+    assert [n["name"] for n in next_nodes(plan, "database", shard=1)] == ["db-01-03"]
     with pytest.raises(AnsibleFilterError, match=r"fleetscale\.split\.next_nodes: field 'tier'"):
-        next_nodes(plan, "database")
+        next_nodes(plan, "monitor")

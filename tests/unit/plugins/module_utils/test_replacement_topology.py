@@ -54,6 +54,9 @@ def test_next_nodes_without_a_network_have_no_address_and_custom_names_parse():
     ({"retired": {"web_agent": 1}}, "retired.web_agent", 1),
     ({"retired": ["web_agent"]}, "retired", ["web_agent"]),
     ({"retired": {"proxy": [1]}, "hosts": {"proxy": [{"name": "lb1"}, {"name": "lb2"}]}}, "retired.proxy", [1]),
+    ({"retired": {"database": {0: [1]}}}, "retired.database", 0),
+    ({"retired": {"database": {1: [32]}}}, "retired.database.1[0]", 32),
+    ({"retired": {"database": {1: [1]}}, "adding": {"database": {1: [1]}}}, "adding.database.1", [1]),
 ])
 def test_bad_retirements_are_refused_naming_field_and_value(kwargs, field, value):
     with pytest.raises(PlanError) as caught:
@@ -63,7 +66,8 @@ def test_bad_retirements_are_refused_naming_field_and_value(kwargs, field, value
 
 
 @pytest.mark.parametrize(("tier", "count", "taken", "field"), [
-    ("database", 1, (), "tier"),
+    ("monitor", 1, (), "tier"),
+    ("database", 1, (), "shard"),
     ("web_agent", 0, (), "count"),
     ("web_agent", 1, ("lb-7",), "taken"),
 ])
@@ -91,3 +95,34 @@ def test_a_node_being_added_joins_its_tier_until_the_old_one_retires():
     with pytest.raises(PlanError) as caught:
         fleet.build_fleet({"agents": 20_000}, network=NETWORK, retired={"web_agent": [3]}, adding={"web_agent": [3]})
     assert caught.value.field == "adding.web_agent"
+
+
+def test_database_nodes_are_retired_per_shard_and_their_successors_join_the_same_shard():
+    plan = fleet.build_fleet({"agents": 20_000}, network=NETWORK)["plan"]
+    new = topology.next_nodes(plan, "database", shard=1)
+    assert new == [{"name": "db-01-03", "address": "10.50.5.13", "index": 3, "shard": 1, "field": "naming.database",
+                    "tier": "database"}]
+    assert topology.next_nodes(plan, "database", 2, taken=[3], shard=1)[1]["name"] == "db-01-05"
+    # While the new node catches up it is a third node of the shard; once the first is retired the shard is
+    # the second and the third, the second now its planned primary. Nobody else is renamed or re-addressed.
+    during = fleet.build_fleet({"agents": 20_000}, network=NETWORK, adding={"database": {1: [3]}})["plan"]
+    assert during["shards"][0]["members"] == ["db-01-01", "db-01-02", "db-01-03"]
+    after = fleet.build_fleet({"agents": 20_000}, network=NETWORK, retired={"database": {"1": [1]}})["plan"]
+    assert after["shards"][0]["members"] == ["db-01-02", "db-01-03"]
+    assert after["shards"][0]["host"] == "db-01-02"
+    assert after["shards"][0]["writer_address"] == plan["shards"][0]["writer_address"] == "10.50.5.10"
+    assert topology.next_nodes(after, "database", shard=1)[0]["name"] == "db-01-04"
+
+
+def test_a_shard_holds_at_most_31_nodes_over_its_life():
+    retired = {"database": {1: list(range(1, 30))}}
+    plan = fleet.build_fleet({"agents": 20_000}, network=NETWORK, retired=retired)["plan"]
+    assert plan["shards"][0]["members"] == ["db-01-30", "db-01-31"]
+    with pytest.raises(PlanError, match="outside 1-31"):
+        topology.next_nodes(plan, "database", shard=1)
+
+
+def test_the_specs_and_the_records_retirements_merge():
+    merged = topology.merge_retired({"web_agent": [1], "database": {1: [1]}},
+                                    {"web_agent": [2], "database": {"1": [2], 2: [1]}})
+    assert merged == {"web_agent": [1, 2], "database": {1: [1, 2], 2: [1]}}

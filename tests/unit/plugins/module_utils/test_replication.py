@@ -133,3 +133,29 @@ def test_a_state_without_read_only_is_refused_naming_the_node():
     with pytest.raises(PlanError) as caught:
         replication.replication_health("b", {"status": {}}, 1000)
     assert "b: must be a mapping with read_only" in caught.value.reason
+
+
+def result(name, read_only=1, gtid="", replica=()):
+    return {"item": name, "query_result": [[{"read_only": read_only, "gtid": gtid}], list(replica)]}
+
+
+def test_member_states_read_each_nodes_answers_and_count_a_restarted_primary_as_writable():
+    states = replication.member_states(
+        [result("a", 1, "0-1001-9"), result("b", 1, "0-1001-9", [RUNNING]),
+         {"item": "c", "unreachable": True, "msg": "no route"}], was_writable=["a"])
+    assert [(s["name"], s["answered"], s["read_only"], s["live_read_only"], s["replicating"]) for s in states] == [
+        ("a", True, False, True, False), ("b", True, True, True, True), ("c", False, True, True, False)]
+    assert states[1]["replica_status"] == RUNNING and states[0]["gtid"] == "0-1001-9"
+
+
+def test_a_node_that_does_not_answer_is_left_out_of_the_decision():
+    members = [node("a", read_only=False, gtid="0-1001-9"), node("b", replicating=True, gtid="0-1001-9"),
+               dict(node("c"), answered=False), node("d")]
+    assert replication.shard_state(1, members, "a") == {"primary": "a", "open_writes": False, "seed": ["d"],
+                                                       "join": []}
+
+
+def test_a_new_shard_is_not_opened_while_a_node_is_silent():
+    members = [node("a"), dict(node("b"), answered=False)]
+    with pytest.raises(PlanError, match="opened as new only when every node answers"):
+        replication.shard_state(1, members, "a")

@@ -15,9 +15,10 @@ NETWORK = {"subnet": "10.50.0.0/16", "first_address": {
     "app": "10.50.4.10", "database": "10.50.5.10"}}
 
 
-def lab(retired=None, adding=None, hosts=None):
+def lab(retired=None, adding=None, hosts=None, model=None):
     """The 20,000-agent plan: its fleet plan, groups and each host's index."""
-    built = fleet.build_fleet({"agents": 20_000}, network=NETWORK, retired=retired, adding=adding, hosts=hosts)
+    built = fleet.build_fleet({"agents": 20_000, "model": model or {}}, network=NETWORK, retired=retired,
+                              adding=adding, hosts=hosts)
     groups = {"all": [h["name"] for h in built["hosts"]]}
     for host in built["hosts"]:
         for group in host["groups"]:
@@ -75,7 +76,7 @@ def test_a_pair_carries_both_indices():
     plan, groups, indices, _ = lab()
     (batch,) = rolling.plan_batches(["web-agent-02"], groups, indices, plan)
     assert batch["pairs"] == [{"old": "web-agent-02", "old_index": 2, "new": "web-agent-03", "new_index": 3,
-                               "address": "10.50.2.12"}]
+                               "address": "10.50.2.12", "shard": None}]
 
 
 def test_a_surge_given_as_text_counts():
@@ -94,17 +95,62 @@ def test_bad_settings_are_refused_naming_the_field(kwargs, field):
     assert refused.value.field == field
 
 
-def test_database_nodes_are_refused_by_name():
+def test_database_nodes_go_one_at_a_time_replicas_first_the_primary_after_its_handover():
     plan, groups, indices, _ = lab()
-    with pytest.raises(PlanError, match="database nodes are not replaced") as refused:
-        rolling.plan_batches(["web-user-01", "db-01-01"], groups, indices, plan)
+    batches = rolling.plan_batches(["db-01-01", "db-01-02", "web-user-01"], groups, indices, plan, surge=3,
+                                   primaries=["db-01-01"])
+    assert pairs(batches) == [("web_user", [("web-user-01", "web-user-02", "10.50.3.11")]),
+                              ("database", [("db-01-02", "db-01-03", "10.50.5.13")]),
+                              ("database", [("db-01-01", "db-01-04", "10.50.5.14")])]
+    assert [b["handover"] for b in batches] == [False, False, True]
+    assert batches[2]["pairs"][0]["shard"] == 1 and batches[2]["pairs"][0]["old_index"] == 1
+    layout = rolling.play_hosts(batches)
+    assert layout["sizes"] == [2, 2] and layout["sizes_handed_over"] == [2]
+    assert layout["handover_shards"] == [1]
+    assert layout["hosts"][-1]["groups"] == ["rolling_batches_handed_over", "rolling_planned_database",
+                                             "rolling_planned_db_shard_1"]
+
+
+def test_a_database_node_is_recorded_per_shard_and_read_back_as_the_new_shard():
+    plan, groups, indices, _ = lab()
+    (batch,) = rolling.plan_batches(["db-01-01"], groups, indices, plan, primaries=["db-01-01"])
+    adding = rolling.record_step(None, batch, "adding", explicit=False)
+    assert adding == {"retired": {}, "adding": {"database": {1: [3]}}, "hosts": {}}
+    retired = rolling.record_step(adding, batch, "retire", explicit=False)
+    assert retired == {"retired": {"database": {1: [1]}}, "adding": {}, "hosts": {}}
+    _, groups_after, _, _ = lab(retired=retired["retired"])
+    assert groups_after["db_shard_1"] == ["db-01-02", "db-01-03"]
+
+
+def test_an_explicit_database_primary_passes_its_role_to_the_shards_next_node():
+    hosts = {"database": [{"name": "sql-a", "address": "10.50.5.20", "shard": 1, "role": "primary"},
+                          {"name": "sql-b", "address": "10.50.5.21", "shard": 1, "role": "replica",
+                           "replica_of": "sql-a"}]}
+    # (Explicit database hosts have no writer address yet, so plan_batches refuses them; the record is ready.)
+    batch = {"tier": "database", "handover": True, "pairs": [
+        {"old": "sql-a", "old_index": 1, "new": "sql-c", "new_index": None, "address": "10.50.5.22", "shard": 1}]}
+    adding = rolling.record_step({}, batch, "adding", explicit=True, listed=hosts["database"])
+    assert adding["hosts"]["database"][-1] == {"name": "sql-c", "address": "10.50.5.22", "shard": 1,
+                                               "role": "replica"}
+    retired = rolling.record_step(adding, batch, "retire", explicit=True, listed=hosts["database"])
+    assert retired["hosts"]["database"] == [
+        {"name": "sql-b", "address": "10.50.5.21", "shard": 1, "role": "primary"},
+        {"name": "sql-c", "address": "10.50.5.22", "shard": 1, "role": "replica"}]
+    _, after, _, _ = lab(hosts=retired["hosts"])
+    assert after["db_shard_1"] == ["sql-b", "sql-c"]
+
+
+def test_a_database_node_of_a_shard_without_a_replica_is_refused():
+    plan, groups, indices, _ = lab(model={"database_replicas": 0})
+    with pytest.raises(PlanError, match="no writer address") as refused:
+        rolling.plan_batches(["db-01-01"], groups, indices, plan)
     assert refused.value.value == ["db-01-01"]
 
 
 def test_hosts_of_no_replaceable_tier_are_refused():
     plan, groups, indices, _ = lab()
     groups = dict(groups, all=groups["all"] + ["monitor-01"])
-    with pytest.raises(PlanError, match="not a web_user, web_agent, app, proxy host") as refused:
+    with pytest.raises(PlanError, match="not a web_user, web_agent, app, proxy, database host") as refused:
         rolling.plan_batches(["monitor-01"], groups, indices, plan)
     assert refused.value.value == ["monitor-01"]
 
@@ -227,11 +273,12 @@ def test_each_batch_of_the_play_is_its_controller_step_then_its_new_nodes():
 
 
 def test_no_batch_is_an_empty_play():
-    assert rolling.play_hosts([]) == {"hosts": [], "sizes": []}
+    assert rolling.play_hosts([]) == {"hosts": [], "sizes": [], "sizes_handed_over": [], "handover_shards": []}
 
 
-@pytest.mark.parametrize("batches", [None, "web", [{"tier": "web_agent", "pairs": []}], [{"tier": "database",
-                                                                                        "pairs": [{"new": "x"}]}]])
+@pytest.mark.parametrize("batches", [None, "web", [{"tier": "web_agent", "pairs": []}], [{"tier": "monitor",
+                                                                                        "pairs": [{"new": "x"}]}],
+                                     [{"tier": "database", "pairs": [{"old": "db-01-01"}]}]])
 def test_a_bad_batch_list_is_refused(batches):
     with pytest.raises(PlanError) as refused:
         rolling.play_hosts(batches)
