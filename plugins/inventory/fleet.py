@@ -68,6 +68,9 @@ options:
       - The database tier gives each shard a block of 32 addresses from its first address on (shard S starts
         at first + 32 (S - 1)). The block's first address is the shard's writer address, held by the writable
         primary (the web and app tiers connect to it); node N of the shard gets the block's address N.
+      - C(writer_addresses) maps shard numbers to the writer address of each shard of explicit database hosts
+        (C(hosts.database)), inside C(subnet) and used by no host; such a shard can then switch over and have
+        its nodes replaced like a generated one.
     type: dict
   hosts:
     description:
@@ -75,8 +78,8 @@ options:
         the planned number of nodes.
       - Database hosts also take C(shard), C(role) (C(primary) or C(replica); a shard's only host is its
         primary) and, on a replica, C(replica_of) (its shard's primary). Each shard needs exactly one primary
-        and C(model.database_replicas) replicas. Without a network block, clients reach a shard's primary by
-        its own address.
+        and C(model.database_replicas) replicas. Without a writer address (C(network.writer_addresses)), clients
+        reach a shard's primary by its own address.
     type: dict
     default: {}
   retired:

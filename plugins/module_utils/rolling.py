@@ -42,8 +42,6 @@ HANDED_OVER_GROUP = "rolling_batches_handed_over"
 PLANNED_GROUPS = {"web_user": "rolling_planned_web", "web_agent": "rolling_planned_web",
                   "app": "rolling_planned_app", "proxy": "rolling_planned_proxy",
                   "database": "rolling_planned_database"}
-# New database nodes are also in the group of their shard's planned nodes (this, % the shard number).
-PLANNED_SHARD_GROUP = "rolling_planned_db_shard_%d"
 
 
 def expand_targets(targets, groups, skip=()):
@@ -80,8 +78,9 @@ def _check_replaceable(olds, groups, fleet_plan):
     writers = {shard.get("shard"): shard.get("writer_address") for shard in fleet_plan.get("shards") or []}
     alone = [host for host in olds if host in groups.get("database", ()) and not writers.get(_shard_of(host, groups))]
     if alone:
-        raise PlanError("rolling_targets", alone, "their shard has no writer address (no replica is planned, or its "
-                        "hosts are listed explicitly): its clients connect to the node itself, which cannot be "
+        raise PlanError("rolling_targets", alone,
+                        "their shard has no writer address (no replica is planned, or its explicit hosts have no "
+                        "network.writer_addresses entry): its clients connect to the node itself, which cannot be "
                         "replaced under them. Plan a replica (model.database_replicas) and run site.yml first")
 
 
@@ -164,11 +163,8 @@ def play_hosts(batches, known=()):
         group = HANDED_OVER_GROUP if handover else BATCH_GROUP
         hosts.append({"name": name, "controller": True, "number": number, "batch": batch, "groups": [group]})
         for pair in batch["pairs"]:
-            groups = [group, PLANNED_GROUPS[batch["tier"]]]
-            if batch["tier"] == "database":
-                groups.append(PLANNED_SHARD_GROUP % pair["shard"])
             hosts.append({"name": pair["new"], "controller": False, "number": number, "tier": batch["tier"],
-                          "pair": pair, "groups": groups})
+                          "pair": pair, "groups": [group, PLANNED_GROUPS[batch["tier"]]]})
             if handover and pair.get("shard") not in shards:
                 shards.append(pair.get("shard"))
         sizes[handover].append(1 + len(batch["pairs"]))

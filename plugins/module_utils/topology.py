@@ -47,7 +47,7 @@ DATABASE_HOST_KEYS = ("shard", "role", "replica_of")
 # database node joins as a replica; a primary hands over before it leaves).
 REPLACEABLE_TIERS = ("proxy", "web_agent", "web_user", "app", "database")
 MAX_INDEX = 99999
-NETWORK_KEYS = ("subnet", "first_address")
+NETWORK_KEYS = ("subnet", "first_address", "writer_addresses")
 
 
 def _check_naming(naming):
@@ -102,6 +102,33 @@ def _check_network(network):
             raise PlanError(field, address, "is outside network.subnet %s" % subnet)
         starts[tier] = start
     return subnet, starts
+
+
+def _check_writer_addresses(network, shard_numbers, explicit):
+    """{shard: address} of network.writer_addresses: the writer address of each shard of explicit hosts."""
+    listed = (network or {}).get("writer_addresses") or {}
+    if not listed:
+        return {}
+    field = "network.writer_addresses"
+    if not isinstance(listed, dict):
+        raise PlanError(field, listed, "must map shard numbers to addresses")
+    if not explicit:
+        raise PlanError(field, sorted(listed), "only for database hosts listed explicitly (hosts.database); "
+                        "generated shards take the first address of their block")
+    subnet = ipaddress.ip_network(str(network["subnet"]))
+    result = {}
+    for shard, address in listed.items():
+        number = int(shard) if isinstance(shard, str) and shard.isdigit() else shard
+        if number not in shard_numbers:
+            raise PlanError(field, shard, "the plan has shards %s" % shard_numbers)
+        try:
+            parsed = ipaddress.ip_address(str(address))
+        except ValueError as ex:
+            raise PlanError("%s.%s" % (field, number), address, "is not an IP address") from ex
+        if parsed not in subnet:
+            raise PlanError("%s.%s" % (field, number), address, "is outside network.subnet %s" % subnet)
+        result[number] = str(parsed)
+    return result
 
 
 def _check_explicit(hosts):
@@ -328,8 +355,9 @@ def build_topology(plan, naming=None, network=None, hosts=None, retired=None, ad
     for tier in TIER_NAMES:
         if tier == "database" and tier in explicit:
             topology[tier] = _explicit_database(explicit[tier], shard_numbers, replicas)
-            # Without a block of addresses the shard's clients reach its primary by its own address.
-            writers.update({number: None for number in shard_numbers})
+            # A shard without a writer address (network.writer_addresses) is reached at its primary's own address.
+            given = _check_writer_addresses(network, shard_numbers, True)
+            writers.update({number: given.get(number) for number in shard_numbers})
         elif tier in explicit:
             listed = explicit[tier]
             if len(listed) < planned[tier]:
@@ -339,6 +367,7 @@ def build_topology(plan, naming=None, network=None, hosts=None, retired=None, ad
                                 % (need, planned[tier], tier, plan["agents"], len(listed)))
             topology[tier] = [dict(entry, index=position + 1) for position, entry in enumerate(listed)]
         elif tier == "database":
+            _check_writer_addresses(network, shard_numbers, False)
             start = starts.get(tier)
             everywhere = subnet or ipaddress.ip_network("::/0")
             topology[tier] = []

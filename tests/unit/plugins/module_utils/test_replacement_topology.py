@@ -126,3 +126,29 @@ def test_the_specs_and_the_records_retirements_merge():
     merged = topology.merge_retired({"web_agent": [1], "database": {1: [1]}},
                                     {"web_agent": [2], "database": {"1": [2], 2: [1]}})
     assert merged == {"web_agent": [1, 2], "database": {1: [1, 2], 2: [1]}}
+
+
+EXPLICIT_DATABASE = {"database": [{"name": "sql-a", "address": "10.50.5.20", "shard": 1, "role": "primary"},
+                                  {"name": "sql-b", "address": "10.50.5.21", "shard": 1}]}
+
+
+def test_a_shard_of_explicit_hosts_takes_its_writer_address_from_the_network_block():
+    network = dict(NETWORK, writer_addresses={1: "10.50.5.9"})
+    plan = fleet.build_fleet({"agents": 20_000}, network=network, hosts=EXPLICIT_DATABASE)["plan"]
+    assert plan["shards"][0]["writer_address"] == plan["shards"][0]["address"] == "10.50.5.9"
+    without = fleet.build_fleet({"agents": 20_000}, network=NETWORK, hosts=EXPLICIT_DATABASE)["plan"]
+    assert without["shards"][0]["writer_address"] is None and without["shards"][0]["address"] == "10.50.5.20"
+
+
+@pytest.mark.parametrize(("writers", "hosts", "field", "value"), [
+    ({1: "10.50.5.9"}, None, "network.writer_addresses", [1]),
+    ({2: "10.50.5.9"}, EXPLICIT_DATABASE, "network.writer_addresses", 2),
+    ({1: "10.99.0.1"}, EXPLICIT_DATABASE, "network.writer_addresses.1", "10.99.0.1"),
+    ({1: "ten"}, EXPLICIT_DATABASE, "network.writer_addresses.1", "ten"),
+    ({1: "10.50.5.21"}, EXPLICIT_DATABASE, "hosts.database[1]", "10.50.5.21"),
+    ("10.50.5.9", EXPLICIT_DATABASE, "network.writer_addresses", "10.50.5.9"),
+])
+def test_a_bad_writer_address_is_refused_naming_field_and_value(writers, hosts, field, value):
+    with pytest.raises(PlanError) as caught:
+        fleet.build_fleet({"agents": 20_000}, network=dict(NETWORK, writer_addresses=writers), hosts=hosts)
+    assert (caught.value.field, caught.value.value) == (field, value)

@@ -15,9 +15,9 @@ NETWORK = {"subnet": "10.50.0.0/16", "first_address": {
     "app": "10.50.4.10", "database": "10.50.5.10"}}
 
 
-def lab(retired=None, adding=None, hosts=None, model=None):
+def lab(retired=None, adding=None, hosts=None, model=None, network=None):
     """The 20,000-agent plan: its fleet plan, groups and each host's index."""
-    built = fleet.build_fleet({"agents": 20_000, "model": model or {}}, network=NETWORK, retired=retired,
+    built = fleet.build_fleet({"agents": 20_000, "model": model or {}}, network=network or NETWORK, retired=retired,
                               adding=adding, hosts=hosts)
     groups = {"all": [h["name"] for h in built["hosts"]]}
     for host in built["hosts"]:
@@ -107,8 +107,7 @@ def test_database_nodes_go_one_at_a_time_replicas_first_the_primary_after_its_ha
     layout = rolling.play_hosts(batches)
     assert layout["sizes"] == [2, 2] and layout["sizes_handed_over"] == [2]
     assert layout["handover_shards"] == [1]
-    assert layout["hosts"][-1]["groups"] == ["rolling_batches_handed_over", "rolling_planned_database",
-                                             "rolling_planned_db_shard_1"]
+    assert layout["hosts"][-1]["groups"] == ["rolling_batches_handed_over", "rolling_planned_database"]
 
 
 def test_a_database_node_is_recorded_per_shard_and_read_back_as_the_new_shard():
@@ -126,9 +125,11 @@ def test_an_explicit_database_primary_passes_its_role_to_the_shards_next_node():
     hosts = {"database": [{"name": "sql-a", "address": "10.50.5.20", "shard": 1, "role": "primary"},
                           {"name": "sql-b", "address": "10.50.5.21", "shard": 1, "role": "replica",
                            "replica_of": "sql-a"}]}
-    # (Explicit database hosts have no writer address yet, so plan_batches refuses them; the record is ready.)
-    batch = {"tier": "database", "handover": True, "pairs": [
-        {"old": "sql-a", "old_index": 1, "new": "sql-c", "new_index": None, "address": "10.50.5.22", "shard": 1}]}
+    plan, groups, indices, _ = lab(hosts=hosts, network=dict(NETWORK, writer_addresses={1: "10.50.5.9"}))
+    pool = [{"name": "sql-c", "address": "10.50.5.22"}]
+    (batch,) = rolling.plan_batches(["sql-a"], groups, indices, plan, provider="static", pool=pool,
+                                    primaries=["sql-a"])
+    assert batch["handover"] and batch["pairs"][0]["shard"] == 1
     adding = rolling.record_step({}, batch, "adding", explicit=True, listed=hosts["database"])
     assert adding["hosts"]["database"][-1] == {"name": "sql-c", "address": "10.50.5.22", "shard": 1,
                                                "role": "replica"}
