@@ -70,9 +70,10 @@ def tier_release(tier, suite, base_image_id, roles_dir, recipe=()):
     the recipe (the files that bake it, such as playbooks/bake.yml)."""
     if tier not in TIER_ROLES:
         raise PlanError("tier", tier, "must be one of %s" % ", ".join(sorted(TIER_ROLES)))
-    if not isinstance(suite, str) or not re.match(r"^[a-z][a-z0-9]*$", suite):
+    # fullmatch: with re.match, '$' would also accept a value ending in a newline.
+    if not isinstance(suite, str) or not re.fullmatch(r"[a-z][a-z0-9]*", suite):
         raise PlanError("suite", suite, "must be a Debian release name such as bookworm or trixie")
-    if not isinstance(base_image_id, str) or not re.match(r"^sha256:[0-9a-f]{64}$", base_image_id):
+    if not isinstance(base_image_id, str) or not re.fullmatch(r"sha256:[0-9a-f]{64}", base_image_id):
         raise PlanError("base_image_id", base_image_id, "must be a Docker image id (sha256:<64 hex>)")
     role = content_digest(os.path.join(roles_dir, TIER_ROLES[tier]))
     recipe_digest = hashlib.sha256()

@@ -11,8 +11,10 @@ Two ways to state how often agents call home:
 from __future__ import annotations
 
 import math
+import sys
 
 from ansible_collections.fleetscale.split.plugins.module_utils.errors import PlanError
+from ansible_collections.fleetscale.split.plugins.module_utils.spec import check_number
 
 SECONDS_PER_MINUTE = 60
 SECONDS_PER_DAY = 86400
@@ -49,16 +51,26 @@ def checkin_rate(agents, checkin_ratio=0.30, poll_interval=None):
     """Per-minute, per-second, per-day and per-month check-ins of an agent fleet."""
     if isinstance(agents, bool) or not isinstance(agents, int) or agents < 0:
         raise PlanError("agents", agents, "must be a whole number >= 0")
+    # check_number refuses booleans and NaN and infinities: NaN passes every comparison test
+    # (poll_interval <= 0 is false for it) and an infinite interval makes a rate of 0.
     if poll_interval is not None:
-        if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
-            raise PlanError("poll_interval", poll_interval, "must be a number of seconds > 0")
+        poll_interval = check_number(poll_interval, "poll_interval", float, 0.0, low_open=True)
         basis = "poll_interval"
     else:
-        if isinstance(checkin_ratio, bool) or not isinstance(checkin_ratio, (int, float)) \
-                or not 0 < checkin_ratio <= 1:
-            raise PlanError("checkin_ratio", checkin_ratio, "must be in (0, 1]")
+        checkin_ratio = check_number(checkin_ratio, "checkin_ratio", float, 0.0, 1.0, low_open=True)
         basis = "checkin_ratio"
-    rps = per_second(agents, checkin_ratio, poll_interval)
+    # Finite inputs can still overflow (10**400 agents, a poll every 1e-320 s): refuse, never return inf.
+    try:
+        rps = per_second(agents, checkin_ratio, poll_interval)
+        finite = math.isfinite(rps * SECONDS_PER_DAY * DAYS_PER_MONTH)
+    except OverflowError:
+        finite = False
+    if not finite:
+        # Name the input that overflows: an agent count no float holds, or the poll interval.
+        field, value = ("poll_interval", poll_interval) if poll_interval is not None else ("agents", agents)
+        if agents > sys.float_info.max:
+            field, value = "agents", agents
+        raise PlanError(field, value, "gives a check-in rate too large to be a number")
     return {
         "agents": agents,
         "basis": basis,

@@ -115,7 +115,8 @@ def parse_gtid_list(text, field="gtid"):
     positions = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         parts = item.split("-")
-        if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        # ASCII digits only: '4²'.isdigit() is true, but int('4²') fails.
+        if len(parts) != 3 or not all(part.isascii() and part.isdigit() for part in parts):
             raise PlanError(field, text, "%r is not a GTID (domain-server-sequence)" % item)
         domain, sequence = int(parts[0]), int(parts[2])
         if domain in positions:

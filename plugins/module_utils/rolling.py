@@ -64,8 +64,9 @@ def expand_targets(targets, groups, skip=()):
 def _shard_of(host, groups):
     """The shard number of a database host, from its db_shard_N group."""
     for name, members in groups.items():
-        if name.startswith("db_shard_") and name[len("db_shard_"):].isdigit() and host in members:
-            return int(name[len("db_shard_"):])
+        number = name[len("db_shard_"):]
+        if name.startswith("db_shard_") and number.isascii() and number.isdigit() and host in members:
+            return int(number)
     raise PlanError("rolling_targets", host, "a database host in no db_shard_N group of the fleet inventory")
 
 
@@ -103,8 +104,9 @@ def plan_batches(olds, groups, indices, fleet_plan, surge=1, provider="lab", poo
     olds: hosts to replace; groups: the inventory's groups; indices: fleet_index of each old host;
     primaries: the database hosts that take writes now (their batches come last, with handover true).
     """
-    if isinstance(surge, str) and surge.strip().isdigit():
-        surge = int(surge)  # -e rolling_surge=2 passes a string
+    # -e rolling_surge=2 passes a string; ASCII digits only ('²'.isdigit() is true, int('²') fails).
+    if isinstance(surge, str) and surge.strip().isascii() and surge.strip().isdigit():
+        surge = int(surge)
     if isinstance(surge, bool) or not isinstance(surge, int) or surge < 1:
         raise PlanError("rolling_surge", surge, "must be a whole number >= 1")
     if provider not in PROVIDERS:

@@ -38,16 +38,73 @@ DEFAULT_NAMING = {
 # Fields every pattern of a tier must contain: a database node is named within its shard.
 PATTERN_FIELDS = {"database": ("shard", "index")}
 SHARD_BLOCK = 32
+# Node N of a shard takes address N of the block (address 0 is the writer address).
+MAX_SHARD_INDEX = SHARD_BLOCK - 1
 DATABASE_ROLES = ("primary", "replica")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-HOSTNAME_RE = re.compile(r"^%s(\.%s)*$" % (_LABEL, _LABEL))
+# Matched whole (fullmatch): with re.match, '$' would also accept a name ending in a newline.
+# A trailing dot (a fully qualified 'web1.') is refused, so 'web1.' and 'web1' cannot be two hosts.
+HOSTNAME_RE = re.compile(r"%s(\.%s)*" % (_LABEL, _LABEL))
 HOST_KEYS = ("name", "address", "shard", "role", "replica_of")
 DATABASE_HOST_KEYS = ("shard", "role", "replica_of")
 # Tiers whose nodes are replaced by adding a new node and retiring the old one (a
 # database node joins as a replica; a primary hands over before it leaves).
 REPLACEABLE_TIERS = ("proxy", "web_agent", "web_user", "app", "database")
+# The highest node index of a generated tier that retired and adding accept: no node is ever given a higher one.
 MAX_INDEX = 99999
 NETWORK_KEYS = ("subnet", "first_address", "writer_addresses")
+# IPv4 addresses written as IPv6 (::ffff:10.0.0.5): the same host as 10.0.0.5 under another spelling.
+_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def _host_name(field, pattern, what, **values):
+    """The host name a naming pattern gives for these values; refused when it is not a valid host name.
+
+    Checked for every node, not only for a sample: a pattern valid for node 1 can give a label
+    longer than 63 characters for a larger index.
+    """
+    try:
+        name = pattern.format(**values)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as ex:
+        raise PlanError(field, pattern, "is not a valid pattern: %s" % ex) from ex
+    if not HOSTNAME_RE.fullmatch(name):
+        raise PlanError(field, pattern, "gives %r for %s, not a valid host name" % (name, what))
+    return name
+
+
+def _name_key(name):
+    """What two host names are compared by: DNS names are case-insensitive, so Web1 and web1 are one host."""
+    return name.lower()
+
+
+def _parse_address(field, value):
+    """An IP address in its one normal spelling; an IPv4-mapped IPv6 address is refused for its IPv4 form."""
+    try:
+        address = ipaddress.ip_address(str(value))
+    except ValueError as ex:
+        raise PlanError(field, value, "is not an IP address") from ex
+    if address.version == 6 and address.ipv4_mapped is not None:
+        raise PlanError(field, value, "is an IPv4-mapped IPv6 address: use the IPv4 address %s" % address.ipv4_mapped)
+    return address
+
+
+def _unusable(address, subnet):
+    """Why no host may have this address in the subnet, or None when one may."""
+    if address not in subnet:
+        return "outside network.subnet %s" % subnet
+    # /31 and /32 have no network or broadcast address (RFC 3021); IPv6 has no broadcast.
+    if subnet.version == 4 and subnet.prefixlen < 31:
+        if address == subnet.network_address:
+            return "the network address of network.subnet %s" % subnet
+        if address == subnet.broadcast_address:
+            return "the broadcast address of network.subnet %s" % subnet
+    return None
+
+
+def _shard_key(shard):
+    """A shard number written as a mapping key: YAML and JSON give '1' where a play gave 1."""
+    # ASCII digits only: '²'.isdigit() is true, but int('²') fails.
+    return int(shard) if isinstance(shard, str) and shard.isascii() and shard.isdigit() else shard
 
 
 def _check_naming(naming):
@@ -64,12 +121,7 @@ def _check_naming(naming):
             example = DEFAULT_NAMING[tier]
             raise PlanError(field, pattern, "must be a string containing %s (e.g. %r)"
                             % (" and ".join("{%s}" % name for name in needed), example))
-        try:
-            sample = pattern.format(**{name: 1 for name in needed})
-        except (KeyError, IndexError, ValueError) as ex:
-            raise PlanError(field, pattern, "is not a valid pattern: %s" % ex) from ex
-        if not HOSTNAME_RE.match(sample):
-            raise PlanError(field, pattern, "gives %r, not a valid host name" % sample)
+        _host_name(field, pattern, "node 1", **{name: 1 for name in needed})
         patterns[tier] = pattern
     return patterns
 
@@ -86,6 +138,9 @@ def _check_network(network):
         subnet = ipaddress.ip_network(str(network.get("subnet")), strict=True)
     except ValueError as ex:
         raise PlanError("network.subnet", network.get("subnet"), "is not a network in CIDR form: %s" % ex) from ex
+    if subnet.version == 6 and subnet.subnet_of(_IPV4_MAPPED):
+        raise PlanError("network.subnet", network.get("subnet"),
+                        "is IPv4-mapped IPv6 (::ffff:0:0/96): use the IPv4 network")
     firsts = network.get("first_address") or {}
     if not isinstance(firsts, dict):
         raise PlanError("network.first_address", firsts, "must map tiers to the tier's first address")
@@ -94,12 +149,10 @@ def _check_network(network):
         field = "network.first_address.%s" % tier
         if tier not in DEFAULT_NAMING:
             raise PlanError(field, address, "unknown tier; tiers: %s" % ", ".join(TIER_NAMES))
-        try:
-            start = ipaddress.ip_address(str(address))
-        except ValueError as ex:
-            raise PlanError(field, address, "is not an IP address") from ex
-        if start not in subnet:
-            raise PlanError(field, address, "is outside network.subnet %s" % subnet)
+        start = _parse_address(field, address)
+        problem = _unusable(start, subnet)
+        if problem:
+            raise PlanError(field, address, "is %s" % problem)
         starts[tier] = start
     return subnet, starts
 
@@ -118,15 +171,13 @@ def _check_writer_addresses(network, shard_numbers, explicit):
     subnet = ipaddress.ip_network(str(network["subnet"]))
     result = {}
     for shard, address in listed.items():
-        number = int(shard) if isinstance(shard, str) and shard.isdigit() else shard
+        number = _shard_key(shard)
         if number not in shard_numbers:
             raise PlanError(field, shard, "the plan has shards %s" % shard_numbers)
-        try:
-            parsed = ipaddress.ip_address(str(address))
-        except ValueError as ex:
-            raise PlanError("%s.%s" % (field, number), address, "is not an IP address") from ex
-        if parsed not in subnet:
-            raise PlanError("%s.%s" % (field, number), address, "is outside network.subnet %s" % subnet)
+        parsed = _parse_address("%s.%s" % (field, number), address)
+        problem = _unusable(parsed, subnet)
+        if problem:
+            raise PlanError("%s.%s" % (field, number), address, "is %s" % problem)
         result[number] = str(parsed)
     return result
 
@@ -152,14 +203,13 @@ def _check_explicit(hosts):
                 if key not in HOST_KEYS or (key in DATABASE_HOST_KEYS and tier != "database"):
                     raise PlanError("%s.%s" % (where, key), entry[key], "unknown key")
             name = entry.get("name")
-            if not isinstance(name, str) or not HOSTNAME_RE.match(name):
-                raise PlanError(where + ".name", name, "must be a valid host name")
+            if not isinstance(name, str) or not HOSTNAME_RE.fullmatch(name):
+                raise PlanError(where + ".name", name, "must be a valid host name (letters, digits, '-' and inner "
+                                "dots; no trailing dot)")
             address = entry.get("address")
             if address is not None:
-                try:
-                    address = str(ipaddress.ip_address(str(address)))
-                except ValueError as ex:
-                    raise PlanError(where + ".address", address, "is not an IP address") from ex
+                # The normal spelling: 2001:DB8:0::1 and 2001:db8::1 are compared as the one address they are.
+                address = str(_parse_address(where + ".address", address))
             shard = entry.get("shard")
             role = entry.get("role")
             if tier == "database":
@@ -196,12 +246,12 @@ def _check_shard_indices(value, field):
                         "indices (for example {1: [1]})")
     result = {}
     for shard, indices in value.items():
-        number = int(shard) if isinstance(shard, str) and shard.isdigit() else shard
+        number = _shard_key(shard)
         if isinstance(number, bool) or not isinstance(number, int) or number < 1:
             raise PlanError(field, shard, "must be a shard number (1 or more)")
         if number in result:
             raise PlanError(field, shard, "names shard %d twice" % number)
-        result[number] = _check_indices(indices, "%s.%d" % (field, number), SHARD_BLOCK - 1)
+        result[number] = _check_indices(indices, "%s.%d" % (field, number), MAX_SHARD_INDEX)
     return result
 
 
@@ -236,31 +286,42 @@ def merge_retired(first, second, names=("retired", "retired")):
 
 
 def _address(tier, start, offset, subnet, what):
-    """The tier's first address plus offset, refused past the subnet."""
+    """The tier's first address plus offset; refused where no host may have it (see _unusable)."""
     if start is None:
         return None
-    candidate = start + offset
-    if candidate not in subnet:
+    try:
+        candidate = start + offset
+    except ipaddress.AddressValueError as ex:
+        raise PlanError("network.first_address.%s" % tier, str(start), "the %s tier's %s would get an address "
+                        "past the end of the address space" % (tier, what)) from ex
+    problem = _unusable(candidate, subnet)
+    if problem:
         raise PlanError("network.first_address.%s" % tier, str(start),
-                        "the %s tier's %s would get %s, past network.subnet %s" % (tier, what, candidate, subnet))
+                        "the %s tier's %s would get %s, %s" % (tier, what, candidate, problem))
     return str(candidate)
 
 
 def node_identity(tier, index, pattern, start, subnet):
     """Name and address of the node with this index in its tier: the one formula for both."""
+    field = "naming.%s" % tier
+    if not 1 <= index <= MAX_INDEX:
+        # retired and adding refuse a higher index, so such a node could never be replaced or retired.
+        raise PlanError(field, index, "the %s tier has no node index left: %d is outside 1-%d, the indices "
+                        "retired and adding accept" % (tier, index, MAX_INDEX))
+    name = _host_name(field, pattern, "node %d" % index, index=index)
     address = _address(tier, start, index - 1, subnet, "node %d" % index)
-    return {"name": pattern.format(index=index), "address": address, "index": index, "field": "naming.%s" % tier}
+    return {"name": name, "address": address, "index": index, "field": field}
 
 
 def database_identity(shard, index, pattern, start, subnet):
     """Name and address of node `index` of a shard (index 0 is the shard's writer address)."""
-    if not 1 <= index < SHARD_BLOCK:
-        raise PlanError("naming.database", pattern, "shard %d's node index %d is outside 1-%d (a shard's block "
-                        "holds %d addresses)" % (shard, index, SHARD_BLOCK - 1, SHARD_BLOCK))
-    address = _address("database", start, (shard - 1) * SHARD_BLOCK + index, subnet,
-                       "shard %d node %d" % (shard, index))
-    return {"name": pattern.format(shard=shard, index=index), "address": address, "index": index,
-            "shard": shard, "field": "naming.database"}
+    if not 1 <= index <= MAX_SHARD_INDEX:
+        raise PlanError("naming.database", index, "shard %d's node index %d is outside 1-%d (a shard's block "
+                        "holds %d addresses)" % (shard, index, MAX_SHARD_INDEX, SHARD_BLOCK))
+    what = "shard %d node %d" % (shard, index)
+    name = _host_name("naming.database", pattern, what, shard=shard, index=index)
+    address = _address("database", start, (shard - 1) * SHARD_BLOCK + index, subnet, what)
+    return {"name": name, "address": address, "index": index, "shard": shard, "field": "naming.database"}
 
 
 def writer_address(shard, start, subnet):
@@ -307,13 +368,16 @@ def _explicit_database(listed, shard_numbers, replicas):
 
 def _indices(count, retired=(), adding=()):
     """The first `count` indices not retired, then the new nodes of a replacement in progress."""
+    # Sets: retired and adding may list up to MAX_INDEX indices, and list lookups made that quadratic.
+    retired = set(retired)
     indices = []
     index = 0
     while len(indices) < count:
         index += 1
         if index not in retired:
             indices.append(index)
-    return indices + [i for i in adding if i not in indices]
+    planned = set(indices)
+    return indices + [i for i in adding if i not in planned]
 
 
 def _generated(tier, count, pattern, start, subnet, retired=(), adding=()):
@@ -432,24 +496,28 @@ def next_nodes(plan, tier, count=1, taken=(), shard=None):
     used = set(retired.get(tier, []))
     used.update(index_of(name) for name in plan["hosts"].get(tier, []) + list(taken or ()))
     first = max(used, default=0) + 1
+    # node_identity refuses an index past MAX_INDEX: the tier has none left to give.
     return [dict(node_identity(tier, index, pattern, start, subnet), tier=tier)
             for index in range(first, first + count)]
 
 
 def _next_database_nodes(plan, pattern, start, subnet, retired, count, taken, shard):
     shards = {entry.get("shard"): entry for entry in plan.get("shards") or [] if isinstance(entry, dict)}
-    if shard not in shards:
+    # True == 1 as a key: a boolean would pass for shard 1.
+    if isinstance(shard, bool) or not isinstance(shard, int) or shard not in shards:
         raise PlanError("shard", shard, "a new database node joins one shard of the plan: %s"
                         % sorted(number for number in shards if number is not None))
-    # Names of the shard's nodes by index, from the one naming rule (a shard holds SHARD_BLOCK - 1 nodes).
-    index_of = {pattern.format(shard=shard, index=index): index for index in range(1, SHARD_BLOCK)}
+    # Names of the shard's nodes by index, from the one naming rule (a shard holds MAX_SHARD_INDEX nodes).
+    names = {pattern.format(shard=shard, index=index): index for index in range(1, MAX_SHARD_INDEX + 1)}
     members = shards[shard].get("members") or []
-    strays = [name for name in members if name not in index_of]
+    strays = [name for name in members if name not in names]
     if strays:
         raise PlanError("shards[%d].members" % shard, strays, "not named by the pattern %r" % pattern)
-    used = set(retired.get(shard, [])) | {index_of[name] for name in members}
-    used.update(index_of.get(item, item) for item in taken or ())
+    index_of = _index_reader(names.get, MAX_SHARD_INDEX, "shard %d's nodes (pattern %r)" % (shard, pattern))
+    used = set(retired.get(shard, [])) | {names[name] for name in members}
+    used.update(index_of(item) for item in taken or ())
     first = max(used, default=0) + 1
+    # database_identity refuses an index past the shard's block: the shard has none left to give.
     return [dict(database_identity(shard, index, pattern, start, subnet), tier="database")
             for index in range(first, first + count)]
 
@@ -457,32 +525,58 @@ def _next_database_nodes(plan, pattern, start, subnet, retired, count, taken, sh
 def _index_parser(pattern, tier):
     """name (or index) -> index, the inverse of the naming pattern."""
     head, _sep, rest = pattern.partition("{index")
-    regex = re.compile("^%s([0-9]+)%s$" % (re.escape(head), re.escape(rest.partition("}")[2])))
+    regex = re.compile("%s([0-9]+)%s" % (re.escape(head), re.escape(rest.partition("}")[2])))
 
-    def index_of(name_or_index):
-        if isinstance(name_or_index, int) and not isinstance(name_or_index, bool):
-            return name_or_index
-        match = regex.match(str(name_or_index))
-        if not match:
-            raise PlanError("taken", name_or_index, "is not a %s host name of the pattern %r" % (tier, pattern))
-        return int(match.group(1))
+    def parse(name):
+        match = regex.fullmatch(name)
+        return int(match.group(1)) if match else None
+
+    return _index_reader(parse, MAX_INDEX, "the %s tier (pattern %r)" % (tier, pattern))
+
+
+def _index_reader(parse, highest, what):
+    """item -> index: an index from 1 to highest as it is, a host name through parse (None: not one of `what`)."""
+
+    def index_of(item):
+        if isinstance(item, int) and not isinstance(item, bool):
+            index = item
+        else:
+            index = parse(item) if isinstance(item, str) else None
+        if index is None or not 1 <= index <= highest:
+            raise PlanError("taken", item, "is neither a host name of %s nor a node index from 1 to %d"
+                            % (what, highest))
+        return index
 
     return index_of
 
 
+def _position(host):
+    """Where a host comes from: its entry in hosts.<tier>, or its tier's naming rule and its index."""
+    if not host["field"].startswith("naming."):
+        return host["field"]
+    if host.get("shard") is not None:
+        return "%s shard %d node %d" % (host["field"], host["shard"], host["index"])
+    return "%s node %d" % (host["field"], host["index"])
+
+
 def _check_unique(topology, writers):
+    """Refuse two hosts with one name (compared without regard to case) or one address (normal spelling)."""
     names = {}
     addresses = {address: "shard %d's writer address" % number for number, address in writers.items() if address}
     for tier in TIER_NAMES:
         for host in topology[tier]:
-            if host["name"] in names:
-                raise PlanError(host["field"], host["name"], "two hosts named %s (also in tier %s)"
-                                % (host["name"], names[host["name"]]))
-            names[host["name"]] = tier
+            key = _name_key(host["name"])
+            if key in names:
+                first = names[key]
+                raise PlanError(host["field"], host["name"], "two hosts named %s: %s is %s, %s is %s (host names "
+                                "are compared without regard to case)" % (host["name"], _position(first),
+                                                                          first["name"], _position(host),
+                                                                          host["name"]))
+            names[key] = host
             address = host.get("address")
             if address is None:
                 continue
             if address in addresses:
-                raise PlanError(host["field"], address, "two hosts with address %s: %s and %s"
-                                % (address, addresses[address], host["name"]))
-            addresses[address] = host["name"]
+                raise PlanError(host["field"], address, "two hosts with address %s: %s and %s (%s)"
+                                % (address, addresses[address], host["name"], _position(host)))
+            addresses[address] = "%s (%s)" % (host["name"], _position(host))

@@ -68,7 +68,8 @@ DURABILITY = ("strict", "relaxed")
 DEFAULT_VERSION = {"mariadb": "10.11", "mysql": "8.4"}
 SUPPORTED = {"mariadb": ((10, 6), (10, 11), "MariaDB 10.6 to 10.11"),
              "mysql": ((8, 0), (8, 4), "MySQL 8.0 to 8.4")}
-VERSION_RE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:[-+~].*)?$")
+# Matched whole (fullmatch), ASCII digits only: \d would take other scripts' digits.
+VERSION_RE = re.compile(r"([0-9]+)\.([0-9]+)(?:\.([0-9]+))?(?:[-+~].*)?")
 
 # (kind, default, low, high); kind "plan" = a whole number the plan can fill.
 INPUT_FIELDS = {
@@ -199,7 +200,7 @@ def check_version(flavor, value):
     if not isinstance(value, str):
         raise PlanError("version", value, "must be a string such as '10.11' or '8.0.36' "
                                           "(quote it: YAML reads 10.10 as the number 10.1)")
-    match = VERSION_RE.match(value.strip())
+    match = VERSION_RE.fullmatch(value.strip())
     if not match:
         raise PlanError("version", value, "must look like MAJOR.MINOR[.PATCH], e.g. '10.11' or '8.4.3'")
     series = (int(match.group(1)), int(match.group(2)))

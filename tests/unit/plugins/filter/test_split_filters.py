@@ -22,6 +22,12 @@ def test_checkin_rate_filter():
     assert split.checkin_rate(100, poll_interval=10)["per_day"] == 864_000
 
 
+def test_checkin_rate_filter_refuses_a_non_finite_poll_interval():
+    with pytest.raises(AnsibleFilterError, match=r"fleetscale.split.checkin_rate: field 'poll_interval': must be "
+                                                 r"finite \(got nan\)"):
+        split.checkin_rate(100, poll_interval=float("nan"))
+
+
 def test_split_plan_filter_refuses_with_the_field():
     with pytest.raises(AnsibleFilterError, match=r"fleetscale.split.split_plan: field 'model.checkin_ratio'"):
         split.split_plan({"agents": 10, "model": {"checkin_ratio": 2}})

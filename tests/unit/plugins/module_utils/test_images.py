@@ -108,6 +108,9 @@ def test_tiers_of_the_same_role_content_differ(roles):
     ("web", "Bookworm 12", BASE, "suite"),
     ("web", "bookworm", "fleetscale/node:bookworm", "base_image_id"),
     ("web", "bookworm", None, "base_image_id"),
+    # '$' of re.match accepted a value ending in a newline.
+    ("web", "bookworm\n", BASE, "suite"),
+    ("web", "bookworm", BASE + "\n", "base_image_id"),
 ])
 def test_bad_input_is_refused_naming_the_field(roles, tier, suite, base, field):
     with pytest.raises(PlanError) as refused:

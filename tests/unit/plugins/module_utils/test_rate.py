@@ -41,6 +41,26 @@ def test_bad_input_names_the_field(kwargs, field):
     assert caught.value.field == field
 
 
+@pytest.mark.parametrize(("kwargs", "field", "value"), [
+    # NaN passed `poll_interval <= 0` and gave NaN rates; an infinite interval gave a rate of 0.
+    ({"poll_interval": float("nan")}, "poll_interval", "nan"),
+    ({"poll_interval": float("inf")}, "poll_interval", "inf"),
+    ({"poll_interval": float("-inf")}, "poll_interval", "-inf"),
+    ({"poll_interval": True}, "poll_interval", "True"),
+    ({"checkin_ratio": float("nan")}, "checkin_ratio", "nan"),
+    ({"checkin_ratio": float("inf")}, "checkin_ratio", "inf"),
+    ({"checkin_ratio": True}, "checkin_ratio", "True"),
+    # Finite inputs whose rate overflows: refused, never an infinite rate or an OverflowError.
+    ({"poll_interval": 1e-320}, "poll_interval", "1e-320"),
+    ({"agents": 10 ** 400, "poll_interval": 10}, "agents", repr(10 ** 400)),
+])
+def test_non_finite_and_boolean_numbers_are_refused_naming_field_and_value(kwargs, field, value):
+    with pytest.raises(PlanError) as caught:
+        rate.checkin_rate(**dict({"agents": 10}, **kwargs))
+    assert caught.value.field == field
+    assert repr(caught.value.value) == value
+
+
 @given(st.floats(min_value=0.01, max_value=100_000), st.floats(min_value=0.01, max_value=1.0))
 def test_agents_at_is_the_largest_fleet_within_a_rate(limit, ratio):
     agents = rate.agents_at(limit, checkin_ratio=ratio)

@@ -57,6 +57,8 @@ def test_next_nodes_without_a_network_have_no_address_and_custom_names_parse():
     ({"retired": {"database": {0: [1]}}}, "retired.database", 0),
     ({"retired": {"database": {1: [32]}}}, "retired.database.1[0]", 32),
     ({"retired": {"database": {1: [1]}}, "adding": {"database": {1: [1]}}}, "adding.database.1", [1]),
+    # A digit to str.isdigit() that int() cannot read: refused, not a ValueError.
+    ({"retired": {"database": {"\u00b2": [1]}}}, "retired.database", "\u00b2"),
 ])
 def test_bad_retirements_are_refused_naming_field_and_value(kwargs, field, value):
     with pytest.raises(PlanError) as caught:
@@ -70,6 +72,11 @@ def test_bad_retirements_are_refused_naming_field_and_value(kwargs, field, value
     ("database", 1, (), "shard"),
     ("web_agent", 0, (), "count"),
     ("web_agent", 1, ("lb-7",), "taken"),
+    # '$' of re.match accepted a name ending in a newline.
+    ("web_agent", 1, ("web-agent-06\n",), "taken"),
+    ("web_agent", 1, (True,), "taken"),
+    ("web_agent", 1, (100_000,), "taken"),
+    ("web_agent", 1, (0,), "taken"),
 ])
 def test_next_nodes_refuses_what_it_cannot_name(tier, count, taken, field):
     plan = fleet.build_fleet({"agents": 20_000}, network=NETWORK)["plan"]
@@ -122,6 +129,63 @@ def test_a_shard_holds_at_most_31_nodes_over_its_life():
         topology.next_nodes(plan, "database", shard=1)
 
 
+def test_next_nodes_never_hand_out_an_index_retired_and_adding_would_refuse():
+    # Without a network: the /16 of NETWORK has no address for node 99999.
+    plan = fleet.build_fleet({"agents": 20_000})["plan"]
+    # The highest index the inventory plugin accepts is handed out...
+    assert [n["index"] for n in topology.next_nodes(plan, "web_agent", taken=[topology.MAX_INDEX - 1])] == [
+        topology.MAX_INDEX]
+    # ...one past it is refused, alone or as part of a batch.
+    for count, taken in ((1, [topology.MAX_INDEX]), (2, [topology.MAX_INDEX - 1])):
+        with pytest.raises(PlanError) as caught:
+            topology.next_nodes(plan, "web_agent", count, taken=taken)
+        assert (caught.value.field, caught.value.value) == ("naming.web_agent", topology.MAX_INDEX + 1)
+        assert "no node index left" in caught.value.reason
+    # A tier whose retired indices leave it at the highest index has no successor to give.
+    retired = {"web_agent": list(range(1, topology.MAX_INDEX - 1))}
+    late = fleet.build_fleet({"agents": 20_000}, retired=retired)["plan"]
+    assert late["hosts"]["web_agent"] == ["web-agent-99998", "web-agent-99999"]
+    with pytest.raises(PlanError, match="no node index left"):
+        topology.next_nodes(late, "web_agent")
+
+
+def test_a_plan_is_refused_when_its_retired_indices_leave_no_index_for_a_planned_node():
+    retired = {"web_agent": list(range(1, topology.MAX_INDEX))}
+    with pytest.raises(PlanError) as caught:
+        fleet.build_fleet({"agents": 20_000}, retired=retired)
+    assert (caught.value.field, caught.value.value) == ("naming.web_agent", topology.MAX_INDEX + 1)
+
+
+@pytest.mark.parametrize(("shard", "taken", "field", "value"), [
+    # True == 1 and 1.0 == 1 as keys: neither is a shard number.
+    (True, (), "shard", True),
+    (1.0, (), "shard", 1.0),
+    # Items that are neither a node of the shard nor an index in its block were added to the used
+    # indices as they were (a TypeError, or an index past the block).
+    (1, ["db-02-01"], "taken", "db-02-01"),
+    (1, ["db-01-03\n"], "taken", "db-01-03\n"),
+    (1, [2.5], "taken", 2.5),
+    (1, [True], "taken", True),
+    (1, [topology.MAX_SHARD_INDEX + 1], "taken", topology.MAX_SHARD_INDEX + 1),
+    (1, [[3]], "taken", [3]),
+])
+def test_next_database_nodes_refuse_what_is_not_a_node_of_the_shard(shard, taken, field, value):
+    plan = fleet.build_fleet({"agents": 20_000}, network=NETWORK)["plan"]
+    with pytest.raises(PlanError) as caught:
+        topology.next_nodes(plan, "database", taken=taken, shard=shard)
+    assert (caught.value.field, caught.value.value) == (field, value)
+
+
+def test_next_database_nodes_stay_inside_the_shards_block():
+    plan = fleet.build_fleet({"agents": 20_000}, network=NETWORK)["plan"]
+    last = topology.next_nodes(plan, "database", taken=[topology.MAX_SHARD_INDEX - 1], shard=1)
+    assert [(n["index"], n["address"]) for n in last] == [(31, "10.50.5.41")]
+    with pytest.raises(PlanError) as caught:
+        topology.next_nodes(plan, "database", 2, taken=[topology.MAX_SHARD_INDEX - 1], shard=1)
+    assert (caught.value.field, caught.value.value) == ("naming.database", topology.SHARD_BLOCK)
+    assert "outside 1-31 (a shard's block holds 32 addresses)" in caught.value.reason
+
+
 def test_the_specs_and_the_records_retirements_merge():
     merged = topology.merge_retired({"web_agent": [1], "database": {1: [1]}},
                                     {"web_agent": [2], "database": {"1": [2], 2: [1]}})
@@ -146,6 +210,9 @@ def test_a_shard_of_explicit_hosts_takes_its_writer_address_from_the_network_blo
     ({1: "10.99.0.1"}, EXPLICIT_DATABASE, "network.writer_addresses.1", "10.99.0.1"),
     ({1: "ten"}, EXPLICIT_DATABASE, "network.writer_addresses.1", "ten"),
     ({1: "10.50.5.21"}, EXPLICIT_DATABASE, "hosts.database[1]", "10.50.5.21"),
+    ({1: "10.50.255.255"}, EXPLICIT_DATABASE, "network.writer_addresses.1", "10.50.255.255"),
+    ({1: "10.50.0.0"}, EXPLICIT_DATABASE, "network.writer_addresses.1", "10.50.0.0"),
+    ({1: "::ffff:10.50.5.9"}, EXPLICIT_DATABASE, "network.writer_addresses.1", "::ffff:10.50.5.9"),
     ("10.50.5.9", EXPLICIT_DATABASE, "network.writer_addresses", "10.50.5.9"),
 ])
 def test_a_bad_writer_address_is_refused_naming_field_and_value(writers, hosts, field, value):

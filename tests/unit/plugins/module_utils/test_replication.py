@@ -84,6 +84,8 @@ def test_replicas_whose_histories_differ_are_not_guessed_between():
     ([{"name": "b", "gtid": "0-1001"}], "candidates[0].gtid", "not a GTID"),
     ([{"name": "b", "gtid": "0-1-2,0-1-3"}], "candidates[0].gtid", "domain 0 twice"),
     ([{"name": "b"}], "candidates[0]", "name and gtid"),
+    # A digit to str.isdigit() that int() cannot read: refused, not a ValueError.
+    ([{"name": "b", "gtid": "0-1001-4\u00b2"}], "candidates[0].gtid", "not a GTID"),
 ])
 def test_bad_candidates_are_named(candidates, field, words):
     with pytest.raises(PlanError) as caught:

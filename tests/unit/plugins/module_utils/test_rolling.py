@@ -86,6 +86,8 @@ def test_a_surge_given_as_text_counts():
 
 @pytest.mark.parametrize(("kwargs", "field"), [
     ({"surge": 0}, "rolling_surge"), ({"surge": "two"}, "rolling_surge"), ({"surge": True}, "rolling_surge"),
+    # A digit to str.isdigit() that int() cannot read: refused, not a ValueError.
+    ({"surge": "\u00b2"}, "rolling_surge"), ({"surge": 2.0}, "rolling_surge"),
     ({"provider": "cloud"}, "rolling_provider"),
 ])
 def test_bad_settings_are_refused_naming_the_field(kwargs, field):

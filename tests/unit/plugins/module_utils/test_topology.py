@@ -132,3 +132,116 @@ def test_explicit_shard_with_a_primary_and_a_replica():
     assert by_name["d2"]["fleet_database_role"] == "replica"
     assert by_name["d2"]["fleet_database_primary"] == "d1"
     assert result["plan"]["shards"][0]["writer_address"] is None
+
+
+def refused(**kwargs):
+    with pytest.raises(PlanError) as caught:
+        fleet.build_fleet({"agents": 20_000}, **kwargs)
+    return caught.value
+
+
+def test_host_names_are_compared_without_regard_to_case_naming_both_positions():
+    error = refused(hosts={"proxy": [{"name": "Web1", "address": "10.0.0.1"}, {"name": "web1", "address": "10.0.0.2"}]})
+    assert (error.field, error.value) == ("hosts.proxy[1]", "web1")
+    assert "hosts.proxy[0] is Web1, hosts.proxy[1] is web1" in error.reason
+    # A generated name against another tier's generated name, too.
+    error = refused(naming={"web_agent": "PROXY-{index:02d}"})
+    assert (error.field, error.value) == ("naming.web_agent", "PROXY-01")
+    assert "naming.proxy node 1 is proxy-01, naming.web_agent node 1 is PROXY-01" in error.reason
+
+
+@pytest.mark.parametrize(("kwargs", "field", "value"), [
+    # '$' of re.match accepted a name ending in a newline.
+    ({"hosts": {"proxy": [{"name": "web1\n"}, {"name": "web2"}]}}, "hosts.proxy[0].name", "web1\n"),
+    ({"hosts": {"proxy": ["web1", "web2\n"]}}, "hosts.proxy[1].name", "web2\n"),
+    ({"naming": {"proxy": "lb-{index}\n"}}, "naming.proxy", "lb-{index}\n"),
+    # A trailing dot would make web1. a second host beside web1.
+    ({"hosts": {"proxy": [{"name": "web1"}, {"name": "web1."}]}}, "hosts.proxy[1].name", "web1."),
+])
+def test_a_host_name_ending_in_a_newline_or_a_dot_is_refused(kwargs, field, value):
+    error = refused(**kwargs)
+    assert (error.field, error.value) == (field, value)
+    assert "not a valid host name" in error.reason or "must be a valid host name" in error.reason
+
+
+@pytest.mark.parametrize(("kwargs", "field", "value"), [
+    ({"hosts": {"proxy": [{"name": "a", "address": "::ffff:10.0.0.5"}, {"name": "b", "address": "10.0.0.6"}]}},
+     "hosts.proxy[0].address", "::ffff:10.0.0.5"),
+    ({"network": {"subnet": "10.0.0.0/24", "first_address": {"proxy": "::ffff:10.0.0.10"}}},
+     "network.first_address.proxy", "::ffff:10.0.0.10"),
+    ({"network": {"subnet": "::ffff:10.0.0.0/120", "first_address": {"proxy": "::ffff:10.0.0.10"}}},
+     "network.subnet", "::ffff:10.0.0.0/120"),
+])
+def test_an_ipv4_mapped_address_is_refused_for_its_ipv4_form(kwargs, field, value):
+    error = refused(**kwargs)
+    assert (error.field, error.value) == (field, value)
+    assert "IPv4-mapped" in error.reason and "use the IPv4" in error.reason
+
+
+def test_a_mapped_address_and_its_ipv4_form_are_never_two_hosts():
+    error = refused(hosts={"proxy": [{"name": "a", "address": "10.0.0.5"},
+                                     {"name": "b", "address": "::ffff:10.0.0.5"}]})
+    assert (error.field, error.value) == ("hosts.proxy[1].address", "::ffff:10.0.0.5")
+
+
+def test_two_spellings_of_one_ipv6_address_are_one_address():
+    error = refused(hosts={"proxy": [{"name": "a", "address": "2001:db8::1"},
+                                     {"name": "b", "address": "2001:DB8:0::1"}]})
+    assert (error.field, error.value) == ("hosts.proxy[1]", "2001:db8::1")
+    assert "two hosts with address 2001:db8::1: a (hosts.proxy[0]) and b (hosts.proxy[1])" in error.reason
+
+
+TWO_SHARDS = {"tenants": [{"name": "a", "agents": 40_000}, {"name": "b", "agents": 40_000}]}
+
+
+@pytest.mark.parametrize(("network", "kwargs", "field", "value", "words"), [
+    ({"subnet": "10.0.0.0/24", "first_address": {"web_agent": "10.0.0.0"}}, {},
+     "network.first_address.web_agent", "10.0.0.0", "is the network address of network.subnet 10.0.0.0/24"),
+    ({"subnet": "10.0.0.0/24", "first_address": {"web_agent": "10.0.0.255"}}, {},
+     "network.first_address.web_agent", "10.0.0.255", "is the broadcast address of network.subnet 10.0.0.0/24"),
+    ({"subnet": "10.0.0.0/24", "first_address": {"web_agent": "10.0.0.254"}}, {},
+     "network.first_address.web_agent", "10.0.0.254",
+     "node 2 would get 10.0.0.255, the broadcast address of network.subnet 10.0.0.0/24"),
+    ({"subnet": "10.0.0.0/24", "first_address": {"database": "10.0.0.253"}}, {},
+     "network.first_address.database", "10.0.0.253",
+     "shard 1 node 2 would get 10.0.0.255, the broadcast address"),
+    ({"subnet": "10.0.0.0/24", "first_address": {"database": "10.0.0.223"}}, {"spec": TWO_SHARDS},
+     "network.first_address.database", "10.0.0.223",
+     "shard 2 writer address would get 10.0.0.255, the broadcast address"),
+    ({"subnet": "10.0.0.0/24", "first_address": {"database": "10.0.0.224"}}, {"spec": TWO_SHARDS},
+     "network.first_address.database", "10.0.0.224", "shard 2 writer address would get 10.0.1.0, outside"),
+    ({"subnet": "10.0.0.0/24", "first_address": {"web_agent": "10.0.0.250"}},
+     {"retired": {"web_agent": [1, 2, 3, 4]}},
+     "network.first_address.web_agent", "10.0.0.250", "node 6 would get 10.0.0.255, the broadcast address"),
+    # The last addresses of the address space: past them is refused, not an AddressValueError.
+    ({"subnet": "255.255.255.254/31", "first_address": {"web_agent": "255.255.255.254"}},
+     {"retired": {"web_agent": [1]}}, "network.first_address.web_agent", "255.255.255.254",
+     "node 3 would get an address past the end of the address space"),
+])
+def test_no_generated_address_is_the_network_or_broadcast_address_or_outside(network, kwargs, field, value, words):
+    kwargs = dict(kwargs)
+    spec = kwargs.pop("spec", {"agents": 20_000})
+    with pytest.raises(PlanError) as caught:
+        fleet.build_fleet(spec, network=network, **kwargs)
+    assert (caught.value.field, caught.value.value) == (field, value)
+    assert words in caught.value.reason
+
+
+@pytest.mark.parametrize("subnet", ["10.0.0.0/31", "10.0.0.0/32"])
+def test_a_31_or_32_subnet_uses_every_address(subnet):
+    """RFC 3021: a /31 has no network or broadcast address (a /32 is one host)."""
+    network = {"subnet": subnet, "first_address": {"web_user": "10.0.0.0"}}
+    result = fleet.build_fleet({"agents": 20_000}, network=network)
+    assert hosts_of(result)["web-user-01"] == "10.0.0.0"
+
+
+@pytest.mark.parametrize(("naming", "retired", "words"), [
+    # Valid for node 1 (a 63-character label), one character too long from node 100 on.
+    ({"web_agent": "w" * 61 + "{index:02d}"}, {"web_agent": list(range(1, 99))}, "for node 100, not a valid host name"),
+    ({"web_agent": "web-{index[0]}"}, None, "is not a valid pattern"),
+    ({"web_agent": "web-{index.bits}"}, None, "is not a valid pattern"),
+])
+def test_a_naming_pattern_is_checked_for_every_node_it_names(naming, retired, words):
+    error = refused(naming=naming, retired=retired)
+    assert (error.field, error.value) == ("naming.web_agent", naming["web_agent"])
+    assert words in error.reason

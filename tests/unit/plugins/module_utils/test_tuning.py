@@ -602,6 +602,7 @@ def test_the_result_does_not_change_its_inputs():
     ({"flavor": "mysql", "version": "10.11"}, "version", "10.11", "MySQL 8.0 to 8.4"),
     ({"version": "ten"}, "version", "ten", "MAJOR.MINOR"),
     ({"version": 10.11}, "version", 10.11, "quote it"),
+    ({"version": "\u0661\u0660.\u0661\u0661"}, "version", "\u0661\u0660.\u0661\u0661", "MAJOR.MINOR"),
     # keys and types
     ({"memory": 8192}, "memory", 8192, "unknown key"),
     ({"memory_mb": "8G"}, "memory_mb", "8G", "whole number"),
@@ -631,6 +632,23 @@ def test_each_validation_rule_names_field_and_value(changes, field, value, words
     assert words in error.reason
     assert "field '%s'" % field in str(error)
     assert "(got %r)" % (value,) in str(error)
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize(("field", "plan_"), [
+    ("memory_mb", None), ("memory_limit_mb", None), ("vcpus", None), ("checkin_rate_per_second", None),
+    ("plan.rate.per_second", "agents"),
+])
+def test_non_finite_numbers_are_refused_naming_field_and_value(field, plan_, number):
+    if plan_ is None:
+        raw = dict(BASE, **{field: number})
+    else:
+        raw = {"memory_mb": 8192}
+        plan_ = plan.build_plan({"agents": 20_000})
+        plan_["rate"]["per_second"] = number
+    error = refusal(raw, plan_)
+    assert error.field == field
+    assert repr(number) == repr(error.value)
 
 
 @pytest.mark.parametrize(("raw", "plan_", "field", "words"), [
