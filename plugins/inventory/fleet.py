@@ -52,7 +52,8 @@ options:
     description:
       - A YAML file with measured model parameters under a C(model) key (for example
         C(web_agent_capacity_rps) written by C(playbooks/capacity.yml)). They override O(model).
-      - Relative to the spec's directory. A missing file is not an error; the spec's values are used.
+      - Relative to the spec's directory and under it, or an absolute path; a regular file of at most 4 MiB. A
+        missing file is not an error; the spec's values are used.
     type: str
   naming:
     description:
@@ -96,10 +97,14 @@ options:
       - "A YAML file written by C(playbooks/rolling_replace.yml) that records replacements: C(retired) (merged
         with O(retired)), C(adding) (new nodes of a replacement in progress, in their tier on top of the plan)
         and C(hosts) (replaces O(hosts) for the tiers it lists, for fleets of explicit hosts)."
-      - Relative to the spec's directory. A missing file means no replacement yet.
+      - Relative to the spec's directory and under it, or an absolute path; a regular file of at most 4 MiB. A
+        missing file means no replacement yet.
     type: str
   plan_var:
-    description: Name of the variable on C(all) that holds the whole plan.
+    description:
+      - Name of the variable on C(all) that holds the whole plan.
+      - Not a name Ansible reserves or sets (C(ansible_*), play keywords, magic variables such as C(hostvars)) nor
+        a host variable this plugin sets.
     type: str
     default: fleet_plan
 """
@@ -136,14 +141,25 @@ keyed_groups:
 """
 
 import os
+import re
+import stat
 
+import yaml
+from ansible import constants as C
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
+from ansible.vars.reserved import is_reserved_name
 
 from ansible_collections.fleetscale.split.plugins.module_utils import fleet, topology
-from ansible_collections.fleetscale.split.plugins.module_utils.errors import PlanError
+from ansible_collections.fleetscale.split.plugins.module_utils.errors import PlanError, short_repr
 
 SPEC_OPTIONS = ("agents", "tenant_count", "tenants", "model")
+PLAN_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Variables Ansible sets on every host (hostvars, groups, inventory_hostname...): a plan stored
+# under one of these names would replace it.
+MAGIC_VARIABLES = frozenset(C.INTERNAL_STATIC_VARS) | frozenset(C.MAGIC_VARIABLE_MAPPING)
+# A replacements or measurements file is a few KiB even for a large fleet of explicit hosts.
+MAX_SIDE_FILE_BYTES = 4 * 1024 * 1024
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable):
@@ -156,6 +172,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
 
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
+        raw = self._raw_spec(path)
         try:
             config = self._read_config_data(path)
         except AnsibleParserError:
@@ -165,9 +182,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         allowed = set(self._options) | {"plugin"}
         for key in config:
             if key not in allowed:
-                raise AnsibleParserError("%s: field '%s': unknown key; allowed: %s (got %r)"
-                                         % (path, key, ", ".join(sorted(allowed)), config[key]))
-        spec = {key: self.get_option(key) for key in SPEC_OPTIONS if self.get_option(key) not in (None, {})}
+                raise AnsibleParserError("%s: field '%s': unknown key; allowed: %s (got %s)"
+                                         % (path, key, ", ".join(sorted(allowed)), short_repr(config[key])))
+        plan_var = self._check_plan_var(path)
+        # The spec's own values, not the typed options: option typing would turn `agents: true`
+        # into 1 and `agents: "2e4"` into a number before the capacity model could refuse them.
+        spec = {key: raw[key] for key in SPEC_OPTIONS if raw.get(key) not in (None, {})}
         hosts, retired, adding = self._merge_replacements(path, self.get_option("hosts"), self.get_option("retired"))
         try:
             spec["model"] = self._merge_measurements(path, spec.get("model") or {})
@@ -175,28 +195,87 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                                       hosts=hosts, retired=retired, adding=adding)
         except PlanError as ex:
             raise AnsibleParserError(ex.describe(source=path)) from ex
-        self._populate(built, path)
+        clash = sorted({key for record in built["hosts"] for key in record["vars"]} & {plan_var})
+        if clash:
+            raise AnsibleParserError("%s: field 'plan_var': names a host variable this plugin sets (got %s)"
+                                     % (path, short_repr(plan_var)))
+        self._populate(built, path, plan_var)
+
+    def _raw_spec(self, path):
+        """The spec as written, refused with the file's name when it is empty or not a mapping."""
+        try:
+            raw = self.loader.load_from_file(path, cache="none")
+        except AnsibleError as ex:
+            raise AnsibleParserError("%s: %s" % (path, ex)) from ex
+        if raw is None or raw == {}:
+            raise AnsibleParserError("%s: the fleet spec is empty: give at least `plugin: %s` and agents (a count)"
+                                     " or tenants (a list)" % (path, self.NAME))
+        if not isinstance(raw, dict):
+            raise AnsibleParserError("%s: a fleet spec must be a mapping of options (got a %s)"
+                                     % (path, type(raw).__name__))
+        return raw
+
+    def _check_plan_var(self, path):
+        """The plan's variable name: an identifier that shadows no Ansible or connection variable."""
+        name = self.get_option("plan_var")
+        if not isinstance(name, str) or not PLAN_VAR_RE.fullmatch(name):
+            raise AnsibleParserError("%s: field 'plan_var': must be a variable name (letters, digits and '_', "
+                                     "not starting with a digit) (got %s)" % (path, short_repr(name)))
+        if name.startswith("ansible_") or is_reserved_name(name) or name in MAGIC_VARIABLES:
+            raise AnsibleParserError("%s: field 'plan_var': must not be a name Ansible reserves or sets itself "
+                                     "(ansible_*, play keywords, magic variables such as hostvars or groups) (got %s)"
+                                     % (path, short_repr(name)))
+        return name
 
     def _side_file(self, path, option, allowed):
-        """(file, mapping) of a YAML file named by `option` beside the spec; (None, {}) when absent."""
+        """(file, mapping) of a YAML file named by `option` beside the spec; (None, {}) when absent.
+
+        A relative name must stay under the spec's directory (an absolute one is the operator's
+        explicit choice); only a regular file is read, so a FIFO or a device cannot hang the run,
+        and its content is never repeated in an error.
+        """
         name = self.get_option(option)
         if not name:
             return None, {}
-        full = name if os.path.isabs(name) else os.path.join(os.path.dirname(path), name)
-        if not os.path.exists(full):
-            return None, {}
+        base = os.path.dirname(os.path.abspath(path))
+        full = name if os.path.isabs(name) else os.path.join(base, name)
+        if not os.path.isabs(name):
+            inside = os.path.realpath(full)
+            if os.path.commonpath([inside, os.path.realpath(base)]) != os.path.realpath(base):
+                raise AnsibleParserError("%s: field '%s': a relative path must stay under the spec's directory %s; "
+                                         "give an absolute path to read a file elsewhere (got %s)"
+                                         % (path, option, base, short_repr(name)))
         try:
-            data = self.loader.load_from_file(full, cache="none")
-        except AnsibleError as ex:
-            raise AnsibleParserError("%s: field '%s': cannot read %s: %s" % (path, option, full, ex)) from ex
+            found = os.stat(full)
+        except FileNotFoundError:
+            return None, {}
+        except OSError as ex:
+            raise AnsibleParserError("%s: field '%s': cannot read %s: %s" % (path, option, full, ex.strerror)) from ex
+        if not stat.S_ISREG(found.st_mode):
+            raise AnsibleParserError("%s: field '%s': %s is not a regular file" % (path, option, full))
+        if found.st_size > MAX_SIDE_FILE_BYTES:
+            raise AnsibleParserError("%s: field '%s': %s is %d bytes, more than the %d a record of this kind can be"
+                                     % (path, option, full, found.st_size, MAX_SIDE_FILE_BYTES))
+        try:
+            with open(full, "rb") as handle:
+                data = yaml.safe_load(handle.read(MAX_SIDE_FILE_BYTES + 1))
+        except yaml.YAMLError as ex:
+            mark = getattr(ex, "problem_mark", None)
+            where = " at line %d, column %d" % (mark.line + 1, mark.column + 1) if mark else ""
+            # Not chained: Ansible prints a cause's message, and the YAML error quotes the file.
+            raise AnsibleParserError("%s: field '%s': %s is not valid YAML%s" % (path, option, full, where)) from None
+        except (OSError, UnicodeDecodeError) as ex:
+            raise AnsibleParserError("%s: field '%s': cannot read %s: %s"
+                                     % (path, option, full, getattr(ex, "strerror", None) or type(ex).__name__)) from ex
         if data is None:
             return full, {}
         if not isinstance(data, dict):
-            raise AnsibleParserError("%s: must be a mapping with %s (got %r)" % (full, " and ".join(allowed), data))
+            raise AnsibleParserError("%s: must be a mapping with %s (got a %s)"
+                                     % (full, " and ".join(allowed), type(data).__name__))
         for key in data:
             if key not in allowed:
-                raise AnsibleParserError("%s: field '%s': unknown key; allowed: %s (got %r)"
-                                         % (full, key, ", ".join(allowed), data[key]))
+                raise AnsibleParserError("%s: field '%s': unknown key; allowed: %s"
+                                         % (full, str(key)[:64], ", ".join(allowed)))
         return full, data
 
     def _merge_replacements(self, path, hosts, retired):
@@ -207,7 +286,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         merged_hosts = dict(hosts or {})
         value = data.get("hosts") or {}
         if not isinstance(value, dict):
-            raise AnsibleParserError("%s: field 'hosts': must be a mapping of tiers (got %r)" % (full, value))
+            raise AnsibleParserError("%s: field 'hosts': must be a mapping of tiers (got a %s)"
+                                     % (full, type(value).__name__))
         merged_hosts.update(value)
         # Each record checked where it was written: the spec's, then the replacements file's on top.
         try:
@@ -220,7 +300,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             raise AnsibleParserError(ex.describe(source=full)) from ex
         adding = data.get("adding") or {}
         if not isinstance(adding, dict):
-            raise AnsibleParserError("%s: field 'adding': must be a mapping of tiers (got %r)" % (full, adding))
+            raise AnsibleParserError("%s: field 'adding': must be a mapping of tiers (got a %s)"
+                                     % (full, type(adding).__name__))
         return merged_hosts, merged_retired, adding
 
     def _merge_measurements(self, path, model):
@@ -229,14 +310,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         if full is None:
             return model
         if not isinstance(data.get("model", {}), dict):
-            raise AnsibleParserError("%s: field 'model': must be a mapping (got %r)" % (full, data))
+            raise AnsibleParserError("%s: field 'model': must be a mapping (got a %s)"
+                                     % (full, type(data["model"]).__name__))
         if not isinstance(model, dict):
-            raise AnsibleParserError("%s: field 'model': must be a mapping (got %r)" % (path, model))
+            raise AnsibleParserError("%s: field 'model': must be a mapping (got %s)" % (path, short_repr(model)))
         merged = dict(model)
         merged.update(data.get("model") or {})
         return merged
 
-    def _populate(self, built, path):
+    def _populate(self, built, path, plan_var):
         inventory = self.inventory
         for child, parent in sorted(built["parents"].items()):
             inventory.add_group(parent)
@@ -244,7 +326,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             inventory.add_child(parent, child)
         for group in ("proxy", "web", "web_agent", "web_user", "app", "database"):
             inventory.add_group(group)
-        plan_var = self.get_option("plan_var")
         inventory.set_variable("all", plan_var, built["plan"])
         strict = self.get_option("strict")
         for record in built["hosts"]:

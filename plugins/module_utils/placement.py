@@ -39,7 +39,7 @@ class _Shard:
         self.tenants.append(tenant["name"])
 
 
-def _pins(tenants, existing):
+def _pins(tenants, existing, agents_per_db):
     """Merge spec pins (tenant.shard) with an earlier placement; they must agree."""
     existing = existing or {}
     if not isinstance(existing, dict):
@@ -52,10 +52,19 @@ def _pins(tenants, existing):
         if isinstance(shard, bool) or not isinstance(shard, int) or shard < 1:
             raise PlanError("existing.%s" % name, shard, "must be a shard number >= 1")
         pins[name] = shard
+    # Shards are numbered without gaps, so a pin to shard N builds shards 1..N: more than one
+    # shard per tenant plus the shards the load needs is a typo, not a placement.
+    total_load = sum(tenant_load(t) for t in tenants)
+    highest = len(tenants) + math.ceil(total_load / agents_per_db - 1e-9)
     for position, tenant in enumerate(tenants):
         shard = tenant.get("shard")
         if shard is None:
             continue
+        if shard > highest:
+            raise PlanError("tenants[%d].shard" % position, shard,
+                            "beyond the %d shards this plan can ever need (%d tenants, load %g at %d agents per "
+                            "shard): pin tenants to the shards they are on, or place them afresh (rebalance)"
+                            % (highest, len(tenants), total_load, agents_per_db))
         if tenant["name"] in pins and pins[tenant["name"]] != shard:
             raise PlanError("tenants[%d].shard" % position, shard,
                             "tenant %s is already placed on shard %d: a tenant lives on one shard"
@@ -168,7 +177,7 @@ def place_tenants(tenants, agents_per_db, existing=None, rebalance=False):
     """
     if isinstance(agents_per_db, bool) or not isinstance(agents_per_db, int) or agents_per_db < 1:
         raise PlanError("agents_per_db", agents_per_db, "must be a whole number >= 1")
-    pins = _pins(tenants, existing)
+    pins = _pins(tenants, existing, agents_per_db)
     moves = []
     if rebalance:
         shards, warnings = _place(tenants, agents_per_db, {})

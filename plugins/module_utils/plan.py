@@ -16,6 +16,8 @@ Tiers:
 
 from __future__ import annotations
 
+import math
+
 from ansible_collections.fleetscale.split.plugins.module_utils import placement, rate, spec, tiers
 
 TIER_NAMES = ("proxy", "web_agent", "web_user", "app", "database")
@@ -105,6 +107,43 @@ def _app_tier(model):
     }
 
 
+def _shards_at_least(tenants, model):
+    """Shards the placement opens at the least: the shared load's and one per dedicated tenant.
+
+    Pins are bounded by the placement itself (placement.place_tenants).
+    """
+    shared_load = sum(placement.tenant_load(t) for t in tenants if not t["dedicated"])
+    dedicated = sum(1 for t in tenants if t["dedicated"])
+    return math.ceil(shared_load / model["agents_per_db"] - 1e-9) + dedicated
+
+
+def _check_sizes(tier_map, model):
+    """Refuse any stateless tier planned beyond model.max_nodes_per_tier, naming its figures."""
+    for name in ("proxy", "web_agent", "web_user", "app"):
+        tier = tier_map[name]
+        basis = ("%g requests/s at %g per node and target utilisation %g"
+                 % (tier["planned_rps"], tier["capacity_rps"], model["target_utilisation"])
+                 if tier["planned_rps"] is not None else "model.app_standbys")
+        spec.check_tier_size(name, tier["nodes"], model, basis)
+
+
+def _over_capacity_warnings(tier_map, shards, model):
+    """Warn for every tier and every dedicated shard planned above 100 % of its capacity."""
+    warnings = []
+    for name in ("proxy", "web_agent", "web_user"):
+        tier = tier_map[name]
+        if tier["utilisation"] is not None and tier["utilisation"] > 1.0:
+            warnings.append("%s: planned at %.0f %% of its capacity" % (name, tier["utilisation"] * 100))
+    for shard in shards:
+        # Shared shards over their size are warned about by the placement (pinned tenants).
+        if shard["dedicated"] and shard["utilisation"] > 1.0 + 1e-9:
+            warnings.append("database: dedicated shard %d (tenant %s) is planned at %.0f %% of agents_per_db %d: "
+                            "one shard cannot carry it unless a node of this size was measured to"
+                            % (shard["shard"], shard["tenants"][0], shard["utilisation"] * 100,
+                               model["agents_per_db"]))
+    return warnings
+
+
 def _database_tier(agents, placed, model):
     shards = placed["shards"]
     per_db = model["agents_per_db"]
@@ -153,12 +192,20 @@ def build_plan(raw_spec, existing_placement=None, rebalance=False):
     web_user = _with_fallback(web_user, web_agent, agent_rps, user_rps)
     proxy = _proxy_tier(agents, agent_rps, user_rps, model)
     app = _app_tier(model)
+    _check_sizes({"proxy": proxy, "web_agent": web_agent, "web_user": web_user, "app": app}, model)
+    # Before placing: the placement opens its shards one by one.
+    spec.check_tier_size("database", _shards_at_least(checked["tenants"], model) * (1 + model["database_replicas"]),
+                         model, "%d agents at agents_per_db %d, %d dedicated tenants"
+                         % (agents, model["agents_per_db"], sum(1 for t in checked["tenants"] if t["dedicated"])))
     placed = placement.place_tenants(checked["tenants"], model["agents_per_db"], existing_placement, rebalance)
     database = _database_tier(agents, placed, model)
+    spec.check_tier_size("database", database["nodes"], model,
+                         "%d shards of %d nodes" % (database["shards"], 1 + model["database_replicas"]))
 
     tenants = [dict(t, shard=placed["placement"][t["name"]]) for t in checked["tenants"]]
     tier_map = {"proxy": proxy, "web_agent": web_agent, "web_user": web_user, "app": app, "database": database}
     warnings = ["%s: %s" % (name, w) for name in TIER_NAMES for w in tier_map[name]["warnings"]]
+    warnings += _over_capacity_warnings(tier_map, placed["shards"], model)
     return {
         "agents": agents,
         "rate": checkins,

@@ -28,7 +28,8 @@ MAX_RPS = 10_000_000
 MAX_NODES_SETTING = 1000
 MAX_POLL_INTERVAL_S = 86400
 
-TENANT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Matched whole (fullmatch): with re.match, '$' would also accept a name ending in a newline.
+TENANT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class Field:
@@ -48,8 +49,9 @@ MODEL_FIELDS = {
     "checkin_ratio": Field(
         float, 0.30, 0.0, 1.0, low_open=True,
         doc="share of agents that check in each minute (ConnectWise Automate planning figure)"),
+    # An agent polls every few seconds at the most: below a second is a unit typo (ms for s).
     "poll_interval": Field(
-        float, None, 0.0, MAX_POLL_INTERVAL_S, low_open=True,
+        float, None, 1.0, MAX_POLL_INTERVAL_S,
         doc="seconds between two polls of one agent; replaces checkin_ratio when set"),
     "target_utilisation": Field(
         float, 0.5, 0.0, 1.0, low_open=True,
@@ -85,6 +87,12 @@ MODEL_FIELDS = {
         int, 50_000, 1, MAX_AGENTS, doc="agents one tuned database instance carries before sharding"),
     "redundancy": Field(
         bool, True, doc="plan N+1 in every stateless tier; false only with a warning"),
+    # A capacity or utilisation off by a factor (0.001 for 1000) plans hundreds of thousands of
+    # hosts in silence; above this many nodes in one tier the plan is refused until raised.
+    "max_nodes_per_tier": Field(
+        int, 1000, 1, 100_000,
+        doc="most nodes one tier may be planned with; a larger plan is refused as a likely typo until this is "
+            "raised to confirm it"),
 }
 
 TENANT_FIELDS = ("name", "agents", "weight", "dedicated", "shard")
@@ -164,7 +172,7 @@ def check_tenants(tenants, field="tenants"):
         where = "%s[%d]" % (field, position)
         check_keys(tenant, TENANT_FIELDS, where)
         name = tenant.get("name")
-        if not isinstance(name, str) or not TENANT_NAME_RE.match(name):
+        if not isinstance(name, str) or not TENANT_NAME_RE.fullmatch(name):
             raise PlanError(where + ".name", name,
                             "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
         if name in seen:
@@ -184,6 +192,15 @@ def check_tenants(tenants, field="tenants"):
             shard = check_number(shard, where + ".shard", int, 1, MAX_AGENTS)
         result.append({"name": name, "agents": agents, "weight": weight, "dedicated": dedicated, "shard": shard})
     return result
+
+
+def check_tier_size(tier, nodes, model, basis):
+    """Refuse a tier planned beyond model.max_nodes_per_tier; basis says what the count comes from."""
+    limit = model["max_nodes_per_tier"]
+    if nodes > limit:
+        raise PlanError("model.max_nodes_per_tier", limit,
+                        "the %s tier would have %d nodes (%s): check those figures, or raise "
+                        "model.max_nodes_per_tier to confirm a plan this large" % (tier, nodes, basis))
 
 
 def synthesise_tenants(agents, count):
@@ -224,6 +241,9 @@ def check_spec(spec):
     count = spec.get("tenant_count")
     if count is None:
         count = max(1, math.ceil(agents / model["agents_per_db"]))
+        # One tenant per shard: refuse before making millions of them for agents_per_db: 1.
+        check_tier_size("database", count * (1 + model["database_replicas"]), model,
+                        "%d agents at agents_per_db %d" % (agents, model["agents_per_db"]))
     else:
         count = check_number(count, "tenant_count", int, 1, MAX_TENANTS)
         if count > agents:

@@ -212,3 +212,83 @@ def test_a_bad_replacements_file_is_refused_naming_it(tmp_path, body, message):
     assert done.returncode != 0
     assert str(tmp_path / "nodes.yml") in done.stderr
     assert message in done.stderr
+
+
+@pytest.mark.parametrize(("body", "field", "value"), [
+    # Option typing would make these 1 and 20000 before the capacity model saw them.
+    ("agents: true\n", "agents", "True"),
+    ("agents: '20000'\n", "agents", "'20000'"),
+    ("tenants:\n  - {name: \"acme\\n\", agents: 5}\n", "tenants[0].name", "'acme\\n'"),
+    ("agents: 20000\nmodel: {web_agent_capacity_rps: 0.001}\n", "model.max_nodes_per_tier", "1000"),
+    ("tenants:\n  - {name: acme, agents: 5, shard: 3000000}\n", "tenants[0].shard", "3000000"),
+    ("agents: 20000\nplan_var: ansible_connection\n", "plan_var", "'ansible_connection'"),
+    ("agents: 20000\nplan_var: hostvars\n", "plan_var", "'hostvars'"),
+    ("agents: 20000\nplan_var: fleet_role\n", "plan_var", "'fleet_role'"),
+    ("agents: 20000\nplan_var: 'my plan'\n", "plan_var", "'my plan'"),
+])
+def test_values_the_option_types_would_coerce_or_let_through_are_refused(tmp_path, body, field, value):
+    spec = tmp_path / "typo.fleet.yml"
+    spec.write_text(SPEC + body)
+    done = inventory(spec, "--list")
+    assert done.returncode != 0
+    assert "%s: field '%s'" % (spec, field) in done.stderr
+    assert "(got %s)" % value in done.stderr
+
+
+@pytest.mark.parametrize("body", ["", "# a fleet, one day\n", "---\n"])
+def test_an_empty_spec_is_refused_naming_the_file(tmp_path, body):
+    spec = tmp_path / "empty.fleet.yml"
+    spec.write_text(body)
+    done = inventory(spec, "--list")
+    assert done.returncode != 0
+    assert "%s: the fleet spec is empty" % spec in done.stderr
+
+
+def test_an_error_value_is_cut_to_a_readable_length(tmp_path):
+    # 9 aliases of 9 aliases...: a few hundred bytes that expand to 9**7 strings.
+    lines = ["l0: &l0 [xxxxxxxxxxxxxxxx, xxxxxxxxxxxxxxxx, xxxxxxxxxxxxxxxx]"]
+    lines += ["l%d: &l%d [%s]" % (n, n, ", ".join(["*l%d" % (n - 1)] * 9)) for n in range(1, 8)]
+    spec = tmp_path / "bomb.fleet.yml"
+    spec.write_text(SPEC + "agents: 20000\n" + "\n".join(lines) + "\n")
+    assert spec.stat().st_size < 600
+    done = inventory(spec, "--list")
+    assert done.returncode != 0
+    assert "%s: field 'l0': unknown key" % spec in done.stderr
+    assert len(done.stderr) < 5000
+
+
+def test_a_side_file_outside_the_specs_directory_is_refused_unless_absolute(tmp_path):
+    (tmp_path / "inventory").mkdir()
+    spec = tmp_path / "inventory" / "lab.fleet.yml"
+    (tmp_path / "measured.yml").write_text("model: {web_agent_capacity_rps: 800}\n")
+    spec.write_text(SPEC + "agents: 20000\nmeasurements_file: ../measured.yml\n")
+    done = inventory(spec, "--list")
+    assert done.returncode != 0
+    assert "%s: field 'measurements_file': a relative path must stay under the spec's directory" % spec in done.stderr
+    spec.write_text(SPEC + "agents: 20000\nmeasurements_file: %s\n" % (tmp_path / "measured.yml"))
+    hostvars = listed(spec)["_meta"]["hostvars"]
+    assert hostvars["web-agent-01"]["fleet_capacity_rps"] == 800
+
+
+def test_a_side_file_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path):
+    os.mkfifo(tmp_path / "nodes.yml")
+    spec = tmp_path / "lab.fleet.yml"
+    spec.write_text(SPEC + "agents: 20000\nreplacements_file: nodes.yml\n")
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-inventory"), "-i", str(spec), "--list"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+                          env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+                                   ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections")))
+    assert done.returncode != 0
+    assert "field 'replacements_file': %s is not a regular file" % (tmp_path / "nodes.yml") in done.stderr
+
+
+@pytest.mark.parametrize("body", ["- password: hunter2-secret\n", "password: hunter2-secret\n",
+                                  "retired: {web_agent: [1]\nhunter2-secret: [\n"])
+def test_a_side_files_content_is_never_repeated_in_an_error(tmp_path, body):
+    (tmp_path / "nodes.yml").write_text(body)
+    spec = tmp_path / "lab.fleet.yml"
+    spec.write_text(SPEC + "agents: 20000\nreplacements_file: nodes.yml\n")
+    done = inventory(spec, "--list")
+    assert done.returncode != 0
+    assert str(tmp_path / "nodes.yml") in done.stderr
+    assert "hunter2" not in done.stderr

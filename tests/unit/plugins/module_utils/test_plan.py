@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.fleetscale.split.plugins.module_utils import plan
@@ -107,7 +107,12 @@ def test_synthetic_tenants_fit_their_shards():
 
 
 def _plan(agents, model):
-    return plan.build_plan({"agents": agents, "model": model})
+    """The plan, or None when it is refused for its size (the models below reach millions of nodes)."""
+    try:
+        return plan.build_plan({"agents": agents, "model": dict(model, max_nodes_per_tier=100_000)})
+    except PlanError as refused:
+        assert refused.field == "model.max_nodes_per_tier", refused
+        return None
 
 
 MODELS = st.fixed_dictionaries({
@@ -124,17 +129,23 @@ MODELS = st.fixed_dictionaries({
 def test_more_agents_never_means_fewer_nodes(model, agents, more):
     small = _plan(agents, model)
     large = _plan(agents + more, model)
+    if small is None:
+        assert large is None, "a plan refused for its size is refused for more agents too"
+        return
+    assume(large is not None)
     for name in ("proxy", "web_agent", "web_user", "app", "database"):
         assert large["tiers"][name]["nodes"] >= small["tiers"][name]["nodes"], name
 
 
 @settings(max_examples=200, deadline=None)
 @given(MODELS, st.integers(min_value=1, max_value=5_000_000))
-# Rounded to 6 places, this plan's agent web utilisation (0.0711179...) reads 0.071118.
-@example({"checkin_ratio": 1.0, "target_utilisation": 0.07111798313096768, "web_agent_capacity_rps": 1.09765625,
+# A target with more than 6 significant digits: the plan's utilisation, rounded to 6 places, sits a hair
+# from it (66,234 agent web nodes; the same figures at a capacity of 1.098 were refused for size).
+@example({"checkin_ratio": 1.0, "target_utilisation": 0.07111798313096768, "web_agent_capacity_rps": 4.390625,
           "concurrent_users": 0, "proxy_capacity_rps": 100.0}, 1_240_882)
 def test_losing_any_one_node_keeps_utilisation_at_or_under_one(model, agents):
     result = _plan(agents, model)
+    assume(result is not None)
     for name in STATELESS:
         tier = result["tiers"][name]
         assert tier["utilisation_after_loss"] is not None, name
@@ -180,6 +191,22 @@ def test_database_shards_follow_agents_per_db(agents):
     ({"tenants": [{"name": "a", "agents": 5}], "agents": 6}, "agents", "differs"),
     ({"agents": 5, "tenant_count": 6}, "tenant_count", "more tenants than agents"),
     ({"tenants": [{"name": "huge", "agents": 60_000}]}, "tenants.huge.agents", "dedicated"),
+    ({"agents": 10, "model": {"poll_interval": 0.001}}, "model.poll_interval", ">= 1.0"),
+    # '$' would let a name end in a newline: "acme\n" beside "acme".
+    ({"tenants": [{"name": "acme\n", "agents": 5}]}, "tenants[0].name", "letters"),
+    ({"agents": True}, "agents", "whole number"),
+    # A capacity or utilisation off by a factor plans hundreds of thousands of hosts.
+    ({"agents": 20_000, "model": {"web_agent_capacity_rps": 0.001}}, "model.max_nodes_per_tier",
+     "the web_agent tier would have 200001 nodes"),
+    ({"agents": 20_000, "model": {"target_utilisation": 0.0001}}, "model.max_nodes_per_tier", "web_agent tier"),
+    ({"agents": 20_000, "model": {"agents_per_db": 1}}, "model.max_nodes_per_tier", "the database tier"),
+    ({"tenants": [{"name": "a", "agents": 5, "dedicated": True}] + [
+        {"name": "t%d" % n, "agents": 5, "dedicated": True} for n in range(600)]},
+     "model.max_nodes_per_tier", "the database tier would have 1202 nodes"),
+    # A pin builds every shard below it: bounded by what the plan can ever need.
+    ({"tenants": [{"name": "a", "agents": 5, "shard": 10_000}]}, "tenants[0].shard", "beyond the 2 shards"),
+    ({"tenants": [{"name": "a", "agents": 5, "shard": 4}, {"name": "b", "agents": 5}]}, "tenants[0].shard",
+     "beyond the 3 shards"),
 ])
 def test_each_validation_rule_names_field_and_value(spec, field, words):
     with pytest.raises(PlanError) as caught:
@@ -188,3 +215,31 @@ def test_each_validation_rule_names_field_and_value(spec, field, words):
     assert words in caught.value.reason
     assert "field '%s'" % field in str(caught.value)
     assert "(got " in str(caught.value)
+
+
+def test_a_pin_to_a_shard_the_plan_can_need_is_kept():
+    result = plan.build_plan({"tenants": [{"name": "a", "agents": 5, "shard": 2}, {"name": "b", "agents": 5}]})
+    assert {t["name"]: t["shard"] for t in result["tenants"]} == {"a": 2, "b": 1}
+
+
+def test_a_larger_plan_is_accepted_once_max_nodes_per_tier_confirms_it():
+    model = {"web_agent_capacity_rps": 0.01, "max_nodes_per_tier": 100_000}
+    result = plan.build_plan({"agents": 20_000, "model": model})
+    assert result["tiers"]["web_agent"]["nodes"] == 20_001
+
+
+def test_a_dedicated_tenant_above_a_shards_size_is_planned_with_a_warning():
+    result = plan.build_plan({"tenants": [{"name": "mega", "agents": 200_000, "dedicated": True}]})
+    assert result["shards"][0]["utilisation"] == 4.0
+    assert any("dedicated shard 1 (tenant mega) is planned at 400 %" in w for w in result["warnings"])
+
+
+def test_a_dedicated_tenant_within_a_shard_gets_no_capacity_warning():
+    result = plan.build_plan({"tenants": [{"name": "big", "agents": 40_000, "dedicated": True}]})
+    assert not any("% of agents_per_db" in w for w in result["warnings"])
+
+
+def test_an_integer_too_long_to_print_is_named_by_its_size():
+    with pytest.raises(PlanError) as caught:
+        plan.build_plan({"agents": 10 ** 5000})
+    assert str(caught.value) == "field 'agents': must be <= 100000000 (got an integer of 16610 bits)"
