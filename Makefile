@@ -16,7 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 SANITY_ROOT := .build/sanity/ansible_collections/fleetscale/split
 # ansible-test fetches its pip bootstrap from a host this machine cannot reach.
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_24_2.py
-MOLECULE_SCENARIOS ?= default failover tuning rolling
+MOLECULE_SCENARIOS ?= default failover rolling
 # The lab: a fleet spec, or AGENTS=N for the same spec sized for N agents (written beside it,
 # so that its group_vars apply, as *.local.fleet.yml, which git ignores).
 LAB_SPEC ?= inventories/lab/lab.fleet.yml

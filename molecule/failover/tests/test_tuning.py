@@ -1,9 +1,10 @@
 """MySQL tuning on a database node whose memory limit is far below the machine's RAM.
 
-Run by `molecule verify -s tuning` after the database role and playbooks/mysql_tune.yml
-converged the node. The expected tuning is worked out here again, from the node's own
-figures (RAM, vCPUs, server version, data size), the memory limit molecule.yml gives the
-container and the plan of the scenario's fleet spec, with the collection's filter code.
+Run by `molecule verify -s failover` (after tests/test_failover.py, which leaves the
+database node alone) once the database role and playbooks/mysql_tune.yml converged it.
+The expected tuning is worked out here again, from the node's own figures (RAM, vCPUs,
+server version, data size), the memory limit molecule.yml gives the container and the
+plan of the scenario's fleet spec, with the collection's filter code.
 The playbook runs below use molecule's inventory and ansible.cfg (its environment).
 """
 
@@ -96,9 +97,10 @@ class Node:
         return dict(re.findall(r"^([a-z_]+) = (\S+)$", section, re.M))
 
 
-def memory_limit_mb() -> int:
+def memory_limit_mb(name: str) -> int:
     """The memory limit molecule.yml gives the node (docker's 1g, 1024m...)."""
-    platform = yaml.safe_load(pathlib.Path(os.environ["MOLECULE_FILE"]).read_text())["platforms"][0]
+    platforms = yaml.safe_load(pathlib.Path(os.environ["MOLECULE_FILE"]).read_text())["platforms"]
+    platform = next(p for p in platforms if p["name"] == name)
     number, unit = re.fullmatch(r"(\d+)([kmg]?)b?", str(platform["memory"]).lower()).groups()
     return int(number) * {"": 1, "k": tuning.KIB, "m": tuning.MIB, "g": tuning.GIB}[unit] // tuning.MIB
 
@@ -132,7 +134,7 @@ def expected(node: Node) -> dict[str, Any]:
         "WHERE table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')")[0][0])
     inputs = {
         "memory_mb": int(node.host.check_output("awk '/^MemTotal:/ {print $2}' /proc/meminfo")) // 1024,
-        "memory_limit_mb": memory_limit_mb(),
+        "memory_limit_mb": memory_limit_mb(node.name),
         "vcpus": int(node.host.check_output("nproc --all")),
         "version": version.split("-")[0],
         "data_size_mb": data_bytes // tuning.MIB,
@@ -142,7 +144,7 @@ def expected(node: Node) -> dict[str, Any]:
         "app_connections": role_default_int("database_app_connections_per_host"),
         "admin_connections": role_default_int("database_admin_connections"),
     }
-    return tuning.mysql_tuning(inputs, fleet_plan.build_plan(node.vars["tuning_fleet_spec"]))
+    return tuning.mysql_tuning(inputs, fleet_plan.build_plan(node.vars["scenario_fleet_spec"]))
 
 
 def run_playbook(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
@@ -166,7 +168,7 @@ def recap(done: subprocess.CompletedProcess[str], host: str) -> dict[str, int] |
 
 
 def test_tuning_is_sized_for_the_memory_limit_not_the_machine(node: Node, expected: dict[str, Any]) -> None:
-    limit_mb = memory_limit_mb()
+    limit_mb = memory_limit_mb(node.name)
     host_mb = int(node.host.check_output("awk '/^MemTotal:/ {print $2}' /proc/meminfo")) // 1024
     assert limit_mb < host_mb // 2, f"the scenario needs a limit well below the machine's {host_mb} MiB"
     assert expected["usable_memory_mb"] == limit_mb
