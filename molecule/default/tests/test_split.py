@@ -336,6 +336,32 @@ def test_nginx_configuration_is_valid(lab: Lab) -> None:
 # -- hardening -----------------------------------------------------------------------------
 
 
+# Run inside a node: the status of GET url, 0 when no HTTP answer came.
+STATUS_FROM_NODE = ("import sys, urllib.error, urllib.request\n"
+                    "try:\n"
+                    "    print(urllib.request.urlopen(sys.argv[1], timeout=5).status)\n"
+                    "except urllib.error.HTTPError as exc:\n"
+                    "    print(exc.code)\n"
+                    "except OSError:\n"
+                    "    print(0)\n")
+
+
+def test_web_nodes_serve_the_proxies_only(lab: Lab) -> None:
+    """A client that reaches a web node directly would skip the proxies' TLS, limits and routing."""
+    proxy, app = lab.group("proxy")[0], lab.group("app")[0]
+    for name in lab.group("web_agent") + lab.group("web_user"):
+        url = f"http://{lab.vars(name)['fleet_address']}/healthz"
+        # From the controller (the lab network's gateway address): refused, in JSON.
+        answer = http("GET", url)
+        assert answer.status == 403, f"{name} from the controller: {answer.describe()}"
+        assert answer.headers.get("content-type", "").startswith("application/json"), answer.headers
+        assert json.loads(answer.body)["ok"] is False
+        # From another node of the lab that is not a proxy: refused too.
+        assert lab.node(app).check_output("python3 -c %s %s", STATUS_FROM_NODE, url) == "403", f"{name} from {app}"
+        # From a proxy: served.
+        assert lab.node(proxy).check_output("python3 -c %s %s", STATUS_FROM_NODE, url) == "200", f"{name} from {proxy}"
+
+
 def test_mariadb_listens_on_its_private_address_or_for_its_writer_address(lab: Lab) -> None:
     for name in lab.group("database"):
         variables = lab.vars(name)

@@ -58,7 +58,7 @@ def test_filters_work_in_a_real_play(tmp_path):
     assert json.loads(message) == {"rate": 864000.0, "web": 2, "shard": 1}
 
 
-@pytest.mark.parametrize("name", ["checkin_rate", "split_plan", "shard_tenants"])
+@pytest.mark.parametrize("name", ["checkin_rate", "split_plan", "shard_tenants", "node_addresses"])
 def test_ansible_doc_shows_each_filter(name):
     done = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-doc"), "-t", "filter", "fleetscale.split." + name],
                           capture_output=True, text=True, cwd=ROOT, check=False)
@@ -74,3 +74,24 @@ def test_next_nodes_filter_names_new_nodes_and_refuses_with_the_filter_name():
     assert [n["name"] for n in next_nodes(plan, "database", shard=1)] == ["db-01-03"]
     with pytest.raises(AnsibleFilterError, match=r"fleetscale\.split\.next_nodes: field 'tier'"):
         next_nodes(plan, "monitor")
+
+
+NODE_ADDRESSES = FilterModule().filters()["node_addresses"]
+
+
+def test_node_addresses_come_from_the_plan_else_from_the_facts():
+    hostvars = {"p1": {"fleet_address": "10.0.0.5"}, "p2": {"ansible_default_ipv4": {"address": "10.0.0.6"}},
+                "p3": {"fleet_address": "10.0.0.7", "ansible_default_ipv4": {"address": "192.0.2.1"}}}
+    assert NODE_ADDRESSES(["p2", "p1", "p3"], hostvars) == ["10.0.0.6", "10.0.0.5", "10.0.0.7"]
+
+
+@pytest.mark.parametrize(("hosts", "hostvars", "words"), [
+    (["p1", "lb9"], {"p1": {"fleet_address": "10.0.0.5"}}, "web_allowed_proxies: 'lb9' is not an inventory host"),
+    (["p1"], {"p1": {"fleet_address": None, "ansible_default_ipv4": {}}},
+     "web_allowed_proxies: host p1 has no fleet_address and no gathered default IPv4 address"),
+    ("p1", {"p1": {"fleet_address": "10.0.0.5"}}, "field '_input': must be a list of inventory hosts (got 'p1')"),
+])
+def test_node_addresses_refuses_a_host_it_cannot_address_naming_it(hosts, hostvars, words):
+    with pytest.raises(AnsibleFilterError, match=r"^fleetscale\.split\.node_addresses: ") as caught:
+        NODE_ADDRESSES(hosts, hostvars, "web_allowed_proxies")
+    assert words in str(caught.value)
