@@ -421,7 +421,13 @@ def test_tls_is_modern_users_are_redirected_and_agents_may_use_either(scenario: 
 
     user = http(f"http://{scenario.vip}/api/stats", opener=_no_redirect_opener)
     assert user.status == 301 and user.headers.get("location", "").startswith(f"https://{scenario.vip}/"), user
-    assert http(f"https://{scenario.vip}/api/stats", opener=_https_opener).status == 200
+    secure = http(f"https://{scenario.vip}/api/stats", opener=_https_opener)
+    assert secure.status == 200
+    # HTTPS answers pin browsers to HTTPS; no answer may be sniffed into another type.
+    assert secure.headers.get("strict-transport-security", "").startswith("max-age="), secure.headers
+    assert "strict-transport-security" not in user.headers, user.headers
+    assert user.headers.get("x-content-type-options") == "nosniff", user.headers
+    assert secure.headers.get("x-content-type-options") == "nosniff", secure.headers
     tenant = json.loads(scenario.plan.read_text())["fleet_plan"]["tenants"][0]["name"]
     seq = time.time_ns() // 1000
     for scheme, opener in (("http", _opener), ("https", _https_opener)):
@@ -442,6 +448,11 @@ def test_request_size_header_limits_and_slow_client_timeouts(scenario: Scenario)
     # 20 MB announced, a buffer's worth sent: refused by the proxy without reading the rest.
     huge = raw_exchange(scenario.vip, 80, (head + "Content-Length: 20000000\r\n\r\n").encode() + b" " * 20000)
     assert huge.startswith(b"HTTP/1.1 413"), f"a 20 MB body got {huge[:40]!r}"
+    # The proxy's own errors speak the API's JSON, like the service's.
+    for name, answer in (("20 kB header", big_header), ("120 headers", many), ("20 MB body", huge)):
+        head_part, _, body_part = answer.partition(b"\r\n\r\n")
+        assert b"\r\ncontent-type: application/json" in head_part.lower(), f"{name}: {head_part!r}"
+        assert json.loads(body_part)["ok"] is False, f"{name}: {body_part!r}"
     config = scenario.run(scenario.hosts("proxy")[0], "cat /etc/haproxy/haproxy.cfg")
     for line in ("timeout http-request", "timeout client", "timeout http-keep-alive", "option http-buffer-request"):
         assert line in config, f"haproxy.cfg has no {line!r}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 
-import falcon
 import pytest
 from falcon import testing
 from fleet_checkin.store import StoreUnavailable
@@ -13,9 +12,12 @@ from fleet_checkin.store import StoreUnavailable
 CHECKIN = "/agent/checkin"
 
 
+def valid_body(**fields):
+    return {"agent_id": "agent-0001", "tenant": "tenant-001", "seq": 1, **fields}
+
+
 def checkin(client, **fields):
-    body = {"agent_id": "agent-0001", "tenant": "tenant-001", "seq": 1, **fields}
-    return client.simulate_post(CHECKIN, json=body)
+    return client.simulate_post(CHECKIN, json=valid_body(**fields))
 
 
 def assert_stamped(result):
@@ -86,6 +88,22 @@ def test_unknown_tenant_is_404_naming_it(client, store):
     assert result.json["ok"] is False
     assert store.calls == []
     assert_stamped(result)
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "application/jsonp", "multipart/form-data; boundary=x"])
+def test_a_body_not_sent_as_json_is_415(client, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    result = client.simulate_post(CHECKIN, body=json.dumps(valid_body()), headers=headers)
+    assert result.status_code == 415
+    assert result.json["ok"] is False
+    assert "Content-Type: application/json" in result.json["error"]
+
+
+def test_a_json_content_type_with_parameters_is_accepted(client):
+    result = client.simulate_post(CHECKIN, body=json.dumps(valid_body()),
+                                  headers={"Content-Type": "Application/JSON; charset=utf-8"})
+    assert result.status_code == 200, result.text
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"", b"[1, 2]", b'{"seq": NaN}', b"\xff\xfe"])
@@ -161,12 +179,12 @@ def test_body_at_the_limit_is_accepted(make_client):
     body = body[:-1] + b" " * (1024 - len(body)) + b"}"
     assert len(body) == 1024
 
-    assert client.simulate_post(CHECKIN, body=body).status_code == 200
+    assert client.simulate_post(CHECKIN, body=body, headers={"Content-Type": "application/json"}).status_code == 200
 
 
 def test_chunked_body_without_content_length_is_bounded_too(make_client, store):
     app = make_client(max_body_bytes=1024).app
-    env = testing.create_environ(method="POST", path=CHECKIN)
+    env = testing.create_environ(method="POST", path=CHECKIN, headers={"Content-Type": "application/json"})
     env.pop("CONTENT_LENGTH", None)
     env["wsgi.input"] = io.BytesIO(b'{"padding": "' + b"x" * 4096 + b'"}')
     start_response = testing.StartResponseMock()
@@ -178,7 +196,7 @@ def test_chunked_body_without_content_length_is_bounded_too(make_client, store):
 
 
 def test_chunked_body_within_the_limit_is_read(client, store):
-    env = testing.create_environ(method="POST", path=CHECKIN)
+    env = testing.create_environ(method="POST", path=CHECKIN, headers={"Content-Type": "application/json"})
     env.pop("CONTENT_LENGTH", None)
     env["wsgi.input"] = io.BytesIO(b'{"agent_id": "agent-0001", "tenant": "tenant-001", "seq": 4}')
     start_response = testing.StartResponseMock()
@@ -458,14 +476,16 @@ def test_head_probes_answer_without_body(client, drained_paths, path, status):
     assert_stamped(result)
 
 
-def test_store_unavailable_message_reaches_the_client(client, store):
+def test_an_outage_tells_the_client_which_shard_but_not_the_drivers_reason(client, store):
     def unavailable(*args):
-        raise StoreUnavailable(1, "(2013) Lost connection to server during query")
+        raise StoreUnavailable(1, "cannot connect to 172.28.5.10:3306: (2003) Can't connect to server")
 
     store.list_agents = unavailable
+    store.ping = unavailable
+    store.shard_stats = unavailable
 
-    result = client.simulate_get("/api/tenants/tenant-001/agents")
-
-    assert result.status_code == 503
-    assert result.json["error"] == "shard 1 unavailable: (2013) Lost connection to server during query"
-    assert result.status == falcon.HTTP_503
+    for path in ("/api/tenants/tenant-001/agents", "/api/stats", "/readyz"):
+        result = client.simulate_get(path)
+        assert result.status_code == 503, path
+        assert "shard 1 unavailable; try again later" in result.text, path
+        assert "172.28.5.10" not in result.text and "2003" not in result.text, (path, result.text)

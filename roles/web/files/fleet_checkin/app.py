@@ -59,9 +59,15 @@ class Shards:
 
 
 def read_json_object(req: falcon.Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object, refusing bodies over `limit` bytes with 413."""
+    """The request body as a JSON object: 413 over `limit` bytes, 415 when it is not sent as JSON."""
     if req.content_length is not None and req.content_length > limit:
         raise _too_large(limit)
+    # The API speaks JSON only: a form or a text body is refused before it is read.
+    media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise falcon.HTTPUnsupportedMediaType(
+            description="the request body must be JSON, sent with Content-Type: application/json (got %s)"
+            % (repr(req.content_type[:60]) if req.content_type else "no Content-Type"))
     # A chunked body has no Content-Length; falcon's bounded_stream would then
     # read nothing, so read the WSGI input itself, which gunicorn de-chunks
     # and ends (and ends at once when there is no body at all).
@@ -157,7 +163,8 @@ class StatsResource:
             try:
                 entry.update(self._store.shard_stats(shard_id), available=True)
             except StoreUnavailable as exc:
-                entry.update(available=False, error=str(exc))
+                # Which shard, never why: the driver's reason names addresses (it is in the log).
+                entry.update(available=False, error=unavailable_message(exc))
             shards.append(entry)
         ok = all(entry["available"] for entry in shards)
         if not ok:
@@ -213,7 +220,7 @@ class ReadyResource:
             try:
                 self._store.ping(shard_id)
             except StoreUnavailable as exc:
-                reasons.append(str(exc))
+                reasons.append(unavailable_message(exc))
         return reasons
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -249,8 +256,13 @@ def handle_invalid(req: falcon.Request, resp: falcon.Response, exc: RequestInval
     raise FieldInvalid(str(exc), exc.field)
 
 
+def unavailable_message(exc: StoreUnavailable) -> str:
+    """What a client learns of an outage: which shard. The reason (driver error, address) is the log's."""
+    return f"shard {exc.shard_id} unavailable; try again later"
+
+
 def handle_unavailable(req: falcon.Request, resp: falcon.Response, exc: StoreUnavailable, params: dict) -> None:
-    raise falcon.HTTPServiceUnavailable(description=str(exc), retry_after=int(RETRY_AFTER_SECONDS))
+    raise falcon.HTTPServiceUnavailable(description=unavailable_message(exc), retry_after=int(RETRY_AFTER_SECONDS))
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
