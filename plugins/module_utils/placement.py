@@ -23,6 +23,15 @@ def tenant_load(tenant):
     return tenant["agents"] * tenant.get("weight", 1.0)
 
 
+# Loads are floats: a load a hair above a whole number of shards from rounding is that number.
+_EPSILON = 1e-9
+
+
+def shards_for_load(load, agents_per_db):
+    """Shards that carry `load` with none above agents_per_db (0 for no load): the one sharding rule."""
+    return math.ceil(load / agents_per_db - _EPSILON) if load else 0
+
+
 class _Shard:
     __slots__ = ("agents", "dedicated", "index", "load", "tenants")
 
@@ -55,7 +64,7 @@ def _pins(tenants, existing, agents_per_db):
     # Shards are numbered without gaps, so a pin to shard N builds shards 1..N: more than one
     # shard per tenant plus the shards the load needs is a typo, not a placement.
     total_load = sum(tenant_load(t) for t in tenants)
-    highest = len(tenants) + math.ceil(total_load / agents_per_db - 1e-9)
+    highest = len(tenants) + shards_for_load(total_load, agents_per_db)
     for position, tenant in enumerate(tenants):
         shard = tenant.get("shard")
         if shard is None:
@@ -110,7 +119,7 @@ def _place(tenants, agents_per_db, pins):
     # instead of filling shard 1 first.
     shared_load = sum(s.load for s in shards.values() if not s.dedicated)
     shared_load += sum(tenant_load(t) for t in unplaced if not t["dedicated"])
-    wanted = math.ceil(shared_load / agents_per_db - 1e-9) if shared_load else 0
+    wanted = shards_for_load(shared_load, agents_per_db)
     shared = [s for s in shards.values() if not s.dedicated]
     next_index = max(shards, default=0) + 1
     while len(shared) < wanted:
@@ -123,7 +132,7 @@ def _place(tenants, agents_per_db, pins):
             next_index += 1
             shard.dedicated = True
         else:
-            fitting = [s for s in shared if s.load + tenant_load(tenant) <= agents_per_db + 1e-9]
+            fitting = [s for s in shared if s.load + tenant_load(tenant) <= agents_per_db + _EPSILON]
             if fitting:
                 shard = min(fitting, key=lambda s: (s.load, s.index))
             else:
@@ -135,7 +144,7 @@ def _place(tenants, agents_per_db, pins):
             warnings.append("tenant %s has dedicated shard %d" % (tenant["name"], shard.index))
 
     for shard in shards.values():
-        if not shard.dedicated and shard.load > agents_per_db + 1e-9:
+        if not shard.dedicated and shard.load > agents_per_db + _EPSILON:
             warnings.append("shard %d carries load %g, above agents_per_db %d (pinned tenants: rebalance)"
                             % (shard.index, shard.load, agents_per_db))
         if not shard.tenants:

@@ -16,8 +16,6 @@ Tiers:
 
 from __future__ import annotations
 
-import math
-
 from ansible_collections.fleetscale.split.plugins.module_utils import placement, rate, spec, tiers
 
 TIER_NAMES = ("proxy", "web_agent", "web_user", "app", "database")
@@ -114,7 +112,7 @@ def _shards_at_least(tenants, model):
     """
     shared_load = sum(placement.tenant_load(t) for t in tenants if not t["dedicated"])
     dedicated = sum(1 for t in tenants if t["dedicated"])
-    return math.ceil(shared_load / model["agents_per_db"] - 1e-9) + dedicated
+    return placement.shards_for_load(shared_load, model["agents_per_db"]) + dedicated
 
 
 def _check_sizes(tier_map, model):

@@ -66,11 +66,10 @@ def checkin_rate(agents, checkin_ratio=0.30, poll_interval=None):
     except OverflowError:
         finite = False
     if not finite:
-        # Name the input that overflows: an agent count no float holds, or the poll interval.
-        field, value = ("poll_interval", poll_interval) if poll_interval is not None else ("agents", agents)
-        if agents > sys.float_info.max:
-            field, value = "agents", agents
-        raise PlanError(field, value, "gives a check-in rate too large to be a number")
+        # Name the input that overflows: an agent count no float holds, else the poll interval.
+        if poll_interval is None or agents > sys.float_info.max:
+            raise PlanError("agents", agents, "gives a check-in rate too large to be a number")
+        raise PlanError("poll_interval", poll_interval, "gives a check-in rate too large to be a number")
     return {
         "agents": agents,
         "basis": basis,
