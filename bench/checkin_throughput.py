@@ -17,6 +17,8 @@ Load goes to the proxy node's own address, not through Docker's published port. 
 SECONDS it also measures, during a fixed-rate run at 80 % of the capacity found, the CPU of every
 process on the machine (the stack, the simulator, the kernel's helpers) and samples one web worker
 with py-spy to split its busy time by component. Results: bench/results/checkin.json.
+The service refuses check-ins without the agent's token: the simulator's runs and wrk's roster
+carry each agent's token, from the lab inventory's keys (or --agent-keys FILE).
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import wrkload
-from labtools import BIN, ROOT, allow, environment, first_proxy, inventory
+from labtools import BIN, ROOT, agent_keys_file, allow, environment, first_proxy, inventory
 
 # The simulator ships as a tool directory, not an installed package.
 sys.path.insert(0, str(ROOT / "tools" / "agentsim"))
+from agentsim.agentkeys import AgentKeys, load_agent_keys
+from agentsim.errors import UsageError
 from agentsim.plan import FleetPlan, load_plan
 from agentsim.roster import Roster
 from agentsim.verify import DockerExecReader
@@ -46,8 +50,8 @@ WRK_CHECKIN_CONNECTIONS = (1, 2, 4, 8, 16, 32, 64)
 WRK_STATIC_CONNECTIONS = (8, 16, 32, 64, 128, 256)
 
 
-def lab() -> tuple[str, Path, str, list[str]]:
-    """The proxy's published URL, the plan file, the static path and the agent web nodes."""
+def lab() -> tuple[str, Path, str, list[str], str]:
+    """The proxy's published URL, the plan file, the static path, the agent web nodes and the agent keys file."""
     data = inventory()
     hostvars = data["_meta"]["hostvars"]
     proxy = first_proxy(data)
@@ -59,14 +63,29 @@ def lab() -> tuple[str, Path, str, list[str]]:
     plan.write_text(json.dumps({"fleet_plan": hostvars[proxy]["fleet_plan"]}))
     # The proxy node's own address: the port Docker publishes on 127.0.0.1 goes through
     # docker-proxy, a userland copy loop that is part of the lab, not of the stack.
-    return f"http://{hostvars[proxy]['fleet_address']}:80", plan, static, data["web_agent"]["hosts"]
+    keys = agent_keys_file(data, OUT / "agent-keys.json")[1]
+    return f"http://{hostvars[proxy]['fleet_address']}:80", plan, static, data["web_agent"]["hosts"], keys
 
 
-def write_roster(plan: FleetPlan, path: Path) -> Path:
-    """The plan's agents as "agent_id tenant" lines, named and spread over tenants as the simulator does."""
+def write_roster(plan: FleetPlan, path: Path, keys: AgentKeys | None) -> Path:
+    """The plan's agents, named and spread over tenants as the simulator does, with each one's token."""
     roster = Roster({tenant.name: tenant.agents for tenant in plan.tenants}, seq_start=0)
-    path.write_text("".join(f"{roster.agent(k).agent_id} {roster.agent(k).tenant}\n" for k in range(roster.size)))
-    return path
+    agents = ((roster.agent(k).agent_id, roster.agent(k).tenant) for k in range(roster.size))
+    return wrkload.write_roster(path, agents, keys.token if keys is not None else None)
+
+
+def agent_keys(path: str | None, plan_file: Path) -> tuple[AgentKeys | None, list[str]]:
+    """The keys file, checked against the plan's tenants before any load, and the simulator's option for it."""
+    if path is None:
+        print("note: no --agent-keys: the check-ins carry no token and the service answers them 401",
+              file=sys.stderr, flush=True)
+        return None, []
+    plan = load_plan(plan_file)
+    try:
+        keys = load_agent_keys(path, [tenant.name for tenant in plan.tenants if tenant.agents > 0])
+    except UsageError as exc:
+        sys.exit(str(exc))
+    return keys, ["--agent-keys", path]
 
 
 def rows_since(plan: FleetPlan, seq_base: int) -> int:
@@ -82,10 +101,11 @@ def rows_since(plan: FleetPlan, seq_base: int) -> int:
     return total
 
 
-def wrk_probe(url: str, plan_file: Path, static: str, slo: float, seconds: float) -> dict[str, Any]:
+def wrk_probe(url: str, plan_file: Path, static: str, slo: float, seconds: float,
+              keys: AgentKeys | None) -> dict[str, Any]:
     """wrk's capacity for check-ins (each step's acknowledged check-ins counted in the shards) and the static answer."""
     plan = load_plan(plan_file)
-    roster = write_roster(plan, OUT / "checkin-roster.txt")
+    roster = write_roster(plan, OUT / "checkin-roster.txt", keys)
     cpu: dict[int, dict[str, float]] = {}
     lost: dict[int, int] = {}
 
@@ -118,13 +138,13 @@ def wrk_probe(url: str, plan_file: Path, static: str, slo: float, seconds: float
 
 
 def probe(url: str, plan: Path, path: str, start: float, factor: float, ceiling: float, seconds: float,
-          slo: float, nodes: int, name: str) -> dict[str, Any]:
+          slo: float, nodes: int, name: str, keys_option: list[str]) -> dict[str, Any]:
     result = OUT / f"checkin-{name}.json"
     done = subprocess.run(
         [sys.executable, "-m", "agentsim", "probe", "--url", url, "--plan", str(plan), "--path", path,
          "--start-rate", str(start), "--step-factor", str(factor), "--max-rate", str(ceiling),
          "--step-seconds", str(seconds), "--slo-p99-ms", str(slo), "--nodes", str(nodes), "--json", str(result),
-         "--label", name, "--max-in-flight", "4000", "--connections", "256", *allow(url)],
+         "--label", name, "--max-in-flight", "4000", "--connections", "256", *keys_option, *allow(url)],
         env=environment(), capture_output=True, text=True, check=False)
     print(done.stdout, end="", flush=True)
     if done.returncode:
@@ -166,14 +186,14 @@ def cpu_percent(before: dict[str, int], after: dict[str, int], elapsed: float) -
     return round(sum(cpu.values()), 1), shares
 
 
-def profile(url: str, plan: Path, rate: float, seconds: int, node: str) -> dict[str, Any]:
+def profile(url: str, plan: Path, rate: float, seconds: int, node: str, keys_option: list[str]) -> dict[str, Any]:
     """During a fixed-rate run: the CPU of every process of the stack, and py-spy's view of one web worker."""
     pids = subprocess.run(["docker", "top", node, "-eo", "pid,args"], capture_output=True, text=True,
                           check=True).stdout.splitlines()
     workers = [line.split()[0] for line in pids if "gunicorn" in line][1:]  # the first is the master
     spy = str(BIN / "py-spy") if (BIN / "py-spy").exists() else shutil.which("py-spy")
     run = subprocess.Popen([sys.executable, "-m", "agentsim", "run", "--url", url, "--plan", str(plan), "--rate",
-                            str(rate), "--duration", str(seconds + 4), *allow(url)], env=environment(),
+                            str(rate), "--duration", str(seconds + 4), *keys_option, *allow(url)], env=environment(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     samples = OUT / "checkin-profile.txt"
     samples.unlink(missing_ok=True)
@@ -227,22 +247,26 @@ def main() -> int:
     parser.add_argument("--step-seconds", type=float, default=10.0)
     parser.add_argument("--max-rate", type=float, default=4000.0)
     parser.add_argument("--profile", type=int, default=0, metavar="SECONDS")
+    parser.add_argument("--agent-keys", metavar="FILE",
+                        help="the agents' keys as agentsim reads them (default: the lab inventory's "
+                             "fleet_agent_master_keys and fleet_agent_keys): every check-in carries its agent's token")
     args = parser.parse_args()
     try:
         wrkload.wrk_binary()
     except wrkload.WrkUnavailable as exc:
         sys.exit(str(exc))
-    url, plan, static, agent_nodes = lab()
+    url, plan, static, agent_nodes, lab_keys = lab()
+    keys, keys_option = agent_keys(args.agent_keys or lab_keys, plan)
 
     print("1/3 the agent simulator (open loop): full check-ins through the stack", flush=True)
     full = probe(url, plan, "/agent/checkin", 200, 1.25, args.max_rate, args.step_seconds, args.slo_p99_ms,
-                 len(agent_nodes), "full")
+                 len(agent_nodes), "full", keys_option)
     print("2/3 the agent simulator: the transport limit (the same proxy and nginx, a static answer)", flush=True)
     transport = probe(url, plan, static, 500, 1.5, args.max_rate * 5, args.step_seconds, args.slo_p99_ms,
-                      len(agent_nodes), "transport")
+                      len(agent_nodes), "transport", keys_option)
     print("3/3 wrk (closed loop, busy connections): full check-ins, then the static answer", flush=True)
     try:
-        by_wrk = wrk_probe(url, plan, static, args.slo_p99_ms, args.step_seconds)
+        by_wrk = wrk_probe(url, plan, static, args.slo_p99_ms, args.step_seconds, keys)
     except wrkload.WrkUnavailable as exc:
         sys.exit(str(exc))
     capacity, limit = full["capacity_rps"] or 0.0, transport["capacity_rps"] or 0.0
@@ -258,7 +282,8 @@ def main() -> int:
         "wrk": {**by_wrk, "ratio": round(wrk_capacity / wrk_limit, 3) if wrk_limit else None},
     }
     if args.profile:
-        figures["profile"] = profile(url, plan, max(capacity * 0.8, 100.0), args.profile, agent_nodes[0])
+        figures["profile"] = profile(url, plan, max(capacity * 0.8, 100.0), args.profile, agent_nodes[0],
+                                     keys_option)
     (OUT / "checkin.json").write_text(json.dumps(figures, indent=2))
     met = wrk_capacity >= TARGET_PER_S and lost == 0
 

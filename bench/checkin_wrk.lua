@@ -4,13 +4,14 @@
 --
 -- Arguments (after `--`): MODE ROSTER SEQ_BASE THREADS PATH
 --   MODE     checkin: POST a check-in of the roster's next agent; static: GET PATH
---   ROSTER   a file of "agent_id tenant" lines (the plan's agents, as the simulator names them)
+--   ROSTER   a file of "agent_id tenant [token]" lines (the plan's agents, as the simulator names
+--            them, and each agent's token, sent as "Authorization: Bearer <token>"; wrkload.write_roster)
 --   SEQ_BASE first seq of this run; request k of thread t sends SEQ_BASE + k * THREADS + t,
 --            so every seq of the run is unique and the run's rows are those with seq >= SEQ_BASE
 -- At the end one line "WRK_JSON {...}" carries the figures wrkload.py reads.
 
 local mode, path = "static", "/"
-local agents, tenants, roster_size = {}, {}, 0
+local agents, tenants, bearers, roster_size = {}, {}, {}, 0
 local seq_base, stride, counter = 0, 1, 0
 local next_tid = 0
 
@@ -24,9 +25,12 @@ function init(args)
    seq_base, stride = tonumber(args[3]), tonumber(args[4])
    if mode == "checkin" then
       for line in io.lines(args[2]) do
-         local agent, tenant = line:match("^(%S+) (%S+)$")
+         local agent, tenant, token = line:match("^(%S+) (%S+) ?(%S*)$")
          roster_size = roster_size + 1
          agents[roster_size], tenants[roster_size] = agent, tenant
+         if token ~= "" then
+            bearers[roster_size] = "Bearer " .. token
+         end
       end
    end
    counter = 0
@@ -43,6 +47,8 @@ function request()
    local i = n % roster_size + 1
    local body = string.format('{"agent_id":"%s","tenant":"%s","seq":%d,"status":"ok"}',
                               agents[i], tenants[i], seq_base + n)
+   -- This thread's own headers; nil (a roster without tokens) leaves the header out.
+   wrk.headers["Authorization"] = bearers[i]
    return wrk.format("POST", path, nil, body)
 end
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import wrkload
 from checkin_throughput import write_roster
-from labtools import BIN, INVENTORY, ROOT, allow, environment, first_proxy, inventory
+from labtools import BIN, INVENTORY, ROOT, allow, environment, first_proxy, inventory, lab_agent_keys
 
 # The simulator ships as a tool directory, not an installed package.
 sys.path.insert(0, str(ROOT / "tools" / "agentsim"))
@@ -82,7 +82,8 @@ def under_load(label: str, url: str, plan: dict[str, Any], reader: str, action) 
     run = subprocess.Popen(
         [sys.executable, "-m", "agentsim", "run", "--url", url, "--plan", str(plan_file), "--rate", str(LOAD_RATE),
          "--duration", str(LOAD_SECONDS_MAX), "--json", str(report), "--ledger", str(ledger), "--label", label,
-         *allow(url)], env=environment(), text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         *allow(url), *lab_agent_keys()], env=environment(), text=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
     try:
         time.sleep(BEFORE_SECONDS)
         started = time.time()

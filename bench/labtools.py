@@ -4,6 +4,7 @@ playbook runs on the lab (one web node built alone among them)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -46,6 +47,24 @@ def first_proxy(inventory: dict[str, Any]) -> str:
     """The proxy with the lowest node index in `ansible-inventory --list` output (a replaced proxy-01 is gone)."""
     hostvars = inventory["_meta"]["hostvars"]
     return min(inventory["proxy"]["hosts"], key=lambda host: hostvars[host]["fleet_index"])
+
+
+def agent_keys_file(inventory: dict[str, Any], path: Path) -> list[str]:
+    """The lab's agent keys written for the simulator (owner-only), and its --agent-keys option for them."""
+    hostvars = inventory["_meta"]["hostvars"][inventory["web_agent"]["hosts"][0]]
+    keys = {"agent_master_keys": hostvars.get("fleet_agent_master_keys", []),
+            "agent_keys": hostvars.get("fleet_agent_keys", {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(json.dumps(keys))
+    return ["--agent-keys", str(path)]
+
+
+@functools.cache
+def lab_agent_keys() -> tuple[str, ...]:
+    """agentsim's --agent-keys option for the lab's keys (written once per run to bench/results/)."""
+    return tuple(agent_keys_file(inventory(), ROOT / "bench" / "results" / "agent-keys.json"))
 
 
 def inventory() -> dict[str, Any]:

@@ -36,7 +36,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labtools import BARE_IMAGE, ROOT, allow, build_one_node, environment, first_proxy, inventory, playbook
+from labtools import (
+    BARE_IMAGE,
+    ROOT,
+    allow,
+    build_one_node,
+    environment,
+    first_proxy,
+    inventory,
+    lab_agent_keys,
+    playbook,
+)
 
 OUT = ROOT / "bench" / "results"
 P99_RATIO_TARGET = 2.0
@@ -58,7 +68,7 @@ def load(url: str, plan: Path, rate: float, label: str, duration: float,
     result = OUT / f"rolling-{label}.json"
     run = agentsim("run", "--url", url, "--plan", str(plan), "--rate", str(rate), "--duration", str(duration),
                    "--json", str(result), "--label", label, *(["--ledger", str(ledger)] if ledger else []),
-                   *allow(url))
+                   *allow(url), *lab_agent_keys())
     return run, result
 
 

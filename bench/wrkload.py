@@ -5,7 +5,8 @@ also Python, and on a 2-vCPU machine it spends as much CPU per request as a part
 does. wrk keeps a fixed number of connections busy (the method of the issue's reference figures)
 at a small fraction of that cost, so its figures are the stack's own. A step passes with zero
 failed requests (connect, read, write, timeout errors and non-2xx answers) and p99 within the SLO;
-the capacity is the highest rate of a passing step.
+the capacity is the highest rate of a passing step. The script's agents come from a roster file
+(write_roster), each with its token: the service refuses a check-in without one (401).
 """
 
 from __future__ import annotations
@@ -96,6 +97,21 @@ def run_step(url: str, connections: int, seconds: float, mode: str, path: str, r
     if done.returncode != 0:
         raise WrkUnavailable(f"`{' '.join(argv)}` failed (exit {done.returncode}): {done.stderr.strip()[:300]}")
     return parse_report(done.stdout, connections)
+
+
+def write_roster(path: Path, agents: Iterable[tuple[str, str]],
+                 token_for: Callable[[str, str], str] | None = None) -> Path:
+    """The ROSTER of checkin_wrk.lua: one "agent_id tenant token" line per (agent_id, tenant).
+
+    The token (token_for(tenant, agent_id)) is computed here, once per agent, so that the script
+    only adds `Authorization: Bearer <token>`; without token_for the lines have none and the script
+    sends no header.
+    """
+    with path.open("w", encoding="utf-8") as roster:
+        for agent_id, tenant in agents:
+            token = f" {token_for(tenant, agent_id)}" if token_for else ""
+            roster.write(f"{agent_id} {tenant}{token}\n")
+    return path
 
 
 def capacity(steps: Iterable[Step], slo_p99_ms: float) -> dict[str, Any]:

@@ -15,17 +15,23 @@ after playbooks/site.yml converged it:
 from __future__ import annotations
 
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
+
+# The service's own credential formulas (one home: roles/web/files/fleet_checkin/credentials.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "roles" / "web" / "files"))
+from fleet_checkin.credentials import agent_token, tenant_keys
 
 HTTP_TIMEOUT_SECONDS = 5
 POLL_SECONDS = 0.5
@@ -74,9 +80,12 @@ class Answer:
         return f"HTTP {self.status} from {self.node or 'no X-Fleet-Node'}: {self.body[:200]!r}"
 
 
-def http(method: str, url: str, payload: dict[str, Any] | None = None) -> Answer:
+def http(method: str, url: str, payload: dict[str, Any] | None = None, auth: str | None = None) -> Answer:
+    """One request; `auth` is the bearer credential (an agent token or a user API key)."""
     data = None if payload is None else json.dumps(payload).encode()
     headers = {} if data is None else {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = f"Bearer {auth}"
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with _opener.open(request, timeout=HTTP_TIMEOUT_SECONDS) as response:
@@ -155,6 +164,21 @@ class Lab:
                 return int(host_port)
         raise AssertionError(f"lab_published_ports has no 127.0.0.1 port for {proxy}:{container_port}")
 
+    def agent_token(self, tenant: str, agent_id: str) -> str:
+        """The token enrolment would issue to `agent_id` of `tenant` (from the inventory's keys)."""
+        variables = self.vars(self.group("web_agent")[0])
+        listed = [(k["id"], k["secret"]) for k in variables.get("fleet_agent_keys", {}).get(tenant, [])]
+        master = [(k["id"], k["secret"]) for k in variables.get("fleet_agent_master_keys", [])]
+        key_id, secret = tenant_keys(tenant, listed, master)[0]
+        return agent_token(key_id, secret, tenant, agent_id)
+
+    def api_key(self, admin: bool = True, tenant: str | None = None) -> str:
+        """`<id>.<secret>` of an inventory API key: an admin's, or one scoped to `tenant` only."""
+        for key in self.vars(self.group("web_user")[0]).get("fleet_api_keys", []):
+            if "secret" in key and bool(key.get("admin")) == admin and (admin or key.get("tenants") == [tenant]):
+                return f"{key['id']}.{key['secret']}"
+        raise AssertionError(f"fleet_api_keys has no {'admin' if admin else tenant} key with its secret")
+
     def proxy_url(self) -> str:
         """The HTTP entry of the first proxy, as published on the controller."""
         proxy = next(h for h in self.group("proxy") if self.vars(h)["fleet_index"] == 1)
@@ -193,9 +217,11 @@ def test_agent_checkins_are_served_by_agent_nodes_and_stored(lab: Lab) -> None:
     agent_id = f"molecule-{uuid.uuid4().hex[:12]}"
     url = lab.proxy_url() + "/agent/checkin"
 
+    token = lab.agent_token(tenant["name"], agent_id)
     served_by = {}
     for seq in range(1, 5):
-        answer = http("POST", url, {"agent_id": agent_id, "tenant": tenant["name"], "seq": seq, "status": "ok"})
+        answer = http("POST", url, {"agent_id": agent_id, "tenant": tenant["name"], "seq": seq, "status": "ok"},
+                      auth=token)
         assert answer.status == 200, f"check-in {seq}: {answer.describe()}"
         assert answer.node in agent_nodes, f"check-in {seq} was served by {answer.node!r}, not by an agent node"
         served_by[seq] = answer.node
@@ -212,7 +238,7 @@ def test_agent_checkins_are_served_by_agent_nodes_and_stored(lab: Lab) -> None:
 
 def test_user_requests_are_served_by_the_user_node(lab: Lab) -> None:
     user_nodes = set(lab.group("web_user"))
-    answer = http("GET", lab.proxy_url() + "/api/stats")
+    answer = http("GET", lab.proxy_url() + "/api/stats", auth=lab.api_key())
     assert answer.status == 200, answer.describe()
     assert answer.node in user_nodes, f"/api/stats was served by {answer.node!r}, not by {sorted(user_nodes)}"
 
@@ -221,9 +247,10 @@ def test_user_requests_fall_back_to_agent_nodes(lab: Lab) -> None:
     agent_nodes = set(lab.group("web_agent"))
     user_nodes = lab.group("web_user")
     url = lab.proxy_url() + "/api/stats"
+    admin = lab.api_key()
 
     def fetch() -> Answer:
-        return http("GET", url)
+        return http("GET", url, auth=admin)
 
     stopped = [lab.node(name) for name in user_nodes]
     for host in stopped:
@@ -241,6 +268,46 @@ def test_user_requests_fall_back_to_agent_nodes(lab: Lab) -> None:
     assert recovered.status == 200 and recovered.node in user_nodes, (
         f"fleet-checkin started again, but after {RECOVERY_SECONDS}s /api/stats got {recovered.describe()}"
     )
+
+
+def test_only_authenticated_agents_and_users_get_in(lab: Lab) -> None:
+    plan = lab.vars(lab.group("all")[0])["fleet_plan"]
+    mine, other = plan["tenants"][0]["name"], plan["tenants"][1]["name"]
+    url = lab.proxy_url()
+    victim = f"victim-{uuid.uuid4().hex[:12]}"
+    forger = f"forger-{uuid.uuid4().hex[:12]}"
+
+    def checkin(agent_id: str, token: str | None, seq: int = 1) -> Answer:
+        return http("POST", url + "/agent/checkin", {"agent_id": agent_id, "tenant": mine, "seq": seq}, auth=token)
+
+    anonymous = checkin(victim, None)
+    assert anonymous.status == 401 and json.loads(anonymous.body)["ok"] is False, anonymous.describe()
+    # The forger holds a real token, its own, and names the victim (more often than the victim's rate allows).
+    forged = [checkin(victim, lab.agent_token(mine, forger), seq) for seq in range(1, 31)]
+    assert {a.status for a in forged} <= {403, 429} and forged[0].status == 403, forged[0].describe()
+    expected = f"the credential is not the one of agent {victim!r} of tenant {mine!r}"
+    assert json.loads(forged[0].body)["error"] == expected
+    # None of that was counted against the victim: its own check-in goes through.
+    real = checkin(victim, lab.agent_token(mine, victim))
+    assert real.status == 200, f"the real agent after 30 forged check-ins in its name: {real.describe()}"
+    # A token of one tenant does not open another.
+    crossed = http("POST", url + "/agent/checkin", {"agent_id": victim, "tenant": other, "seq": 1},
+                   auth=lab.agent_token(mine, victim))
+    assert crossed.status == 403, crossed.describe()
+
+    scoped = lab.api_key(admin=False, tenant=mine)
+    for path in (f"/api/tenants/{mine}/agents", "/api/stats"):
+        for key in (None, scoped.split(".")[0] + ".not-the-secret"):
+            answer = http("GET", url + path, auth=key)
+            what = "no key" if key is None else "a wrong secret"
+            assert answer.status == 401, f"{path} with {what}: {answer.describe()}"
+            assert answer.headers.get("www-authenticate", "").startswith("Bearer"), answer.describe()
+    assert http("GET", url + f"/api/tenants/{mine}/agents", auth=scoped).status == 200
+    refused = [http("GET", url + f"/api/tenants/{other}/agents", auth=scoped),
+               http("POST", url + f"/api/tenants/{other}/agents/{victim}/commands", {"command": "reboot"}, auth=scoped),
+               http("GET", url + "/api/stats", auth=scoped)]
+    assert [a.status for a in refused] == [403, 403, 403], [a.describe() for a in refused]
+    assert http("GET", url + f"/api/tenants/{other}/agents", auth=lab.api_key()).status == 200
 
 
 # -- replication ----------------------------------------------------------------------------
@@ -292,7 +359,8 @@ def test_an_acknowledged_checkin_is_on_the_replica(lab: Lab) -> None:
     shard = next(s for s in plan["shards"] if s["shard"] == tenant["shard"])
     agent_id = f"replicated-{uuid.uuid4().hex[:12]}"
     answer = http("POST", lab.proxy_url() + "/agent/checkin",
-                  {"agent_id": agent_id, "tenant": tenant["name"], "seq": 1, "status": "ok"})
+                  {"agent_id": agent_id, "tenant": tenant["name"], "seq": 1, "status": "ok"},
+                  auth=lab.agent_token(tenant["name"], agent_id))
     assert answer.status == 200, answer.describe()
     position = global_value(lab, shard["host"], "gtid_binlog_pos")
     for replica in shard["members"][1:]:

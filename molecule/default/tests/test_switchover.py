@@ -70,6 +70,11 @@ class Shard:
         self.shard = self.plan["shards"][0]
         proxy = min(self.data["proxy"]["hosts"], key=lambda host: hostvars[host]["fleet_index"])
         self.url = f"http://{hostvars[proxy]['fleet_address']}:80"
+        # The simulator issues its agents' tokens from the lab's keys, as enrolment would.
+        web = hostvars[self.data["web_agent"]["hosts"][0]]
+        self.agent_keys = workdir / "agent-keys.json"
+        self.agent_keys.write_text(json.dumps({"agent_master_keys": web.get("fleet_agent_master_keys", []),
+                                               "agent_keys": web.get("fleet_agent_keys", {})}))
 
     def sql(self, node: str, statement: str) -> str:
         done = subprocess.run(["docker", "exec", node, "mysql", "-N", "-B", "-e", statement],
@@ -111,6 +116,7 @@ class Shard:
         env = dict(os.environ, PYTHONPATH=str(AGENTSIM))
         run = subprocess.Popen(
             [sys.executable, "-m", "agentsim", "run", "--url", self.url, "--plan", str(plan), "--rate", str(LOAD_RATE),
+             "--agent-keys", str(self.agent_keys),
              "--duration", str(LOAD_MAX_SECONDS), "--json", str(report), "--ledger", str(ledger), "--label", label,
              "--allow-network", f"{urlsplit(self.url).hostname}/32"],
             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

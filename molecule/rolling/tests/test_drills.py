@@ -45,12 +45,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOKS = ROOT / "playbooks"
 AGENTSIM = ROOT / "tools" / "agentsim"
+# Ids of the scenario's agent master key and admin API key (inventory/group_vars/all/secrets.yml).
+AGENT_MASTER_KEY_ID = "roll1"
+ADMIN_API_KEY_ID = "roll-admin"
 sys.path.insert(0, str(AGENTSIM))
 
 sys.path.insert(0, str(ROOT / "tools" / "nolog"))
 
 # The simulator and the secret scan are tools of the checkout, not installed packages.
 import secret_tasks
+from agentsim.agentkeys import load_agent_keys
 from agentsim.roster import Roster
 
 # Check-ins per second through the floating address during every drill.
@@ -225,6 +229,11 @@ class Scenario:
         self.plan.write_text(json.dumps({"fleet_plan": self.hostvars[some_proxy]["fleet_plan"]}))
         base = Path(inventory)
         self.secrets = (base if base.is_dir() else base.parent) / "secrets"
+        # The simulator issues its agents' tokens from the scenario's generated master key, as enrolment would.
+        self.agent_keys = workdir / "agent-keys.json"
+        self.agent_keys.write_text(json.dumps(
+            {"agent_master_keys": [{"id": AGENT_MASTER_KEY_ID, "secret": self.secret("fleet_agent_master")}]}))
+        self.admin_key = f"{ADMIN_API_KEY_ID}.{self.secret('fleet_api_admin')}"
 
     # -- inventory ---------------------------------------------------------------------------
 
@@ -320,7 +329,7 @@ class Scenario:
             process = subprocess.Popen(
                 [sys.executable, "-m", "agentsim", "run", "--url", f"http://{self.vip}",
                  "--allow-network", self.subnet, "--json", str(report), "--ledger", str(ledger),
-                 "--label", label, "--timeout", str(AGENT_TIMEOUT_S), *args],
+                 "--label", label, "--timeout", str(AGENT_TIMEOUT_S), "--agent-keys", str(self.agent_keys), *args],
                 env=env, stdout=out, stderr=subprocess.STDOUT)
         return Load(label, process, report, ledger, log, self.plan)
 
@@ -421,7 +430,8 @@ def test_tls_is_modern_users_are_redirected_and_agents_may_use_either(scenario: 
 
     user = http(f"http://{scenario.vip}/api/stats", opener=_no_redirect_opener)
     assert user.status == 301 and user.headers.get("location", "").startswith(f"https://{scenario.vip}/"), user
-    secure = http(f"https://{scenario.vip}/api/stats", opener=_https_opener)
+    secure = http(f"https://{scenario.vip}/api/stats", opener=_https_opener,
+                  headers={"Authorization": f"Bearer {scenario.admin_key}"})
     assert secure.status == 200
     # HTTPS answers pin browsers to HTTPS; no answer may be sniffed into another type.
     assert secure.headers.get("strict-transport-security", "").startswith("max-age="), secure.headers
@@ -430,10 +440,13 @@ def test_tls_is_modern_users_are_redirected_and_agents_may_use_either(scenario: 
     assert secure.headers.get("x-content-type-options") == "nosniff", secure.headers
     tenant = json.loads(scenario.plan.read_text())["fleet_plan"]["tenants"][0]["name"]
     seq = time.time_ns() // 1000
+    keys = load_agent_keys(str(scenario.agent_keys), [tenant])
     for scheme, opener in (("http", _opener), ("https", _https_opener)):
+        agent_id = f"tls-probe-{scheme}"
         answer = http(f"{scheme}://{scenario.vip}/agent/checkin", method="POST", opener=opener,
-                      body=checkin_body(f"tls-probe-{scheme}", tenant, seq),
-                      headers={"Content-Type": "application/json"})
+                      body=checkin_body(agent_id, tenant, seq),
+                      headers={"Content-Type": "application/json",
+                               "Authorization": f"Bearer {keys.token(tenant, agent_id)}"})
         assert answer.status == 200, f"agent check-in over {scheme}: {answer}"
 
 
@@ -651,6 +664,7 @@ def test_drill_3_kill_the_user_web_node(scenario: Scenario) -> None:
     agents = set(scenario.hosts("web_agent"))
     tenant = json.loads(scenario.plan.read_text())["fleet_plan"]["tenants"][0]["name"]
     url = f"https://{scenario.vip}/api/tenants/{tenant}/agents?limit=5"
+    admin = {"Authorization": f"Bearer {scenario.admin_key}"}
     answers: list[tuple[float, Answer]] = []
     stop = threading.Event()
 
@@ -658,7 +672,7 @@ def test_drill_3_kill_the_user_web_node(scenario: Scenario) -> None:
         for _ in range(40 * 5):
             if stop.is_set():
                 return
-            answers.append((time.time(), http(url, opener=_https_opener)))
+            answers.append((time.time(), http(url, opener=_https_opener, headers=admin)))
             time.sleep(0.2)
 
     thread = threading.Thread(target=users, daemon=True)

@@ -5,6 +5,9 @@ both in-process runs and `python -m agentsim` subprocesses can load it. It answe
 /agent/checkin like the reference service: 200 with {"ok": true, "seq", "duplicate", ...} and the
 X-Fleet-Node / X-Fleet-Version headers once the row is "committed", 4xx/5xx with {"ok": false,
 "error"}. `behaviour(body)` picks, per request, one of: ok, 503, 400, 404, slow, close, redirect.
+With `agent_keys` (tenant -> [{"id", "secret"}], the service config's shape) it authenticates like the
+service: 401 without a bearer token, 403 when the token is not the agent's, checked with the service's
+own fleet_checkin.credentials (never a copy of the formula).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from fleet_checkin.credentials import bearer, verify_agent_token
 
 Row = tuple[str, str, int]
 
@@ -45,6 +49,7 @@ class Received:
     content_type: str
     user_agent: str
     answer: str
+    authorization: str | None = None
 
 
 @dataclass
@@ -54,6 +59,7 @@ class FakeCheckinService:
     version: str = "1.2.3"
     slow_seconds: float = 1.0
     behaviour: Callable[[dict[str, Any]], str] = lambda body: "ok"
+    agent_keys: dict[str, list[dict[str, str]]] | None = None
     received: list[Received] = field(default_factory=list)
     committed: dict[Row, int] = field(default_factory=dict)  # row -> shard it was written to
     acknowledged: list[Row] = field(default_factory=list)  # rows answered 200, in answer order
@@ -89,8 +95,16 @@ class FakeCheckinService:
     async def _checkin(self, request: web.Request) -> web.StreamResponse:
         body = json.loads(await request.read())
         answer = self.behaviour(body)
+        authorization = request.headers.get("Authorization")
         self.received.append(Received(body, request.headers.get("Content-Type", ""),
-                                      request.headers.get("User-Agent", ""), answer))
+                                      request.headers.get("User-Agent", ""), answer, authorization))
+        if self.agent_keys is not None:
+            token = bearer(authorization)
+            if token is None:
+                return self._answer(401, {"ok": False, "error": "agent check-in needs credentials"})
+            keys = {key["id"]: key["secret"] for key in self.agent_keys.get(body["tenant"], [])}
+            if not verify_agent_token(keys, token, body["tenant"], body["agent_id"]):
+                return self._answer(403, {"ok": False, "error": "the credential is not the one of this agent"})
         if answer == "close":
             # Dropped without an answer, as by a crashing backend.
             assert request.transport is not None

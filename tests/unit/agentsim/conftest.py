@@ -12,10 +12,17 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 TOOL = HERE.parents[2] / "tools" / "agentsim"
+# The fake service checks tokens with the service's own credentials module.
+SERVICE_FILES = HERE.parents[2] / "roles" / "web" / "files"
 sys.path.insert(0, str(TOOL))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(SERVICE_FILES))
 
+# No __pycache__ next to the role's files.
+_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
 from agentsim_fakes import PLAN, FakeCheckinService
+
+sys.dont_write_bytecode = _bytecode
 
 
 @pytest.fixture

@@ -128,7 +128,8 @@ def test_errors_are_classified_by_kind(service: FakeCheckinService, tmp_path: Pa
                  ledger_path=str(ledger))
 
     errors = report["errors"]
-    assert errors["by_kind"] == {"connect": 5, "timeout": 5, "4xx": 5, "5xx": 5, "overload": 0, "other": 5}
+    assert errors["by_kind"] == {"connect": 5, "timeout": 5, "unauthorized": 0, "forbidden": 0, "4xx": 5, "5xx": 5,
+                                 "overload": 0, "other": 5}
     assert errors["total"] == 25
     assert report["throughput"]["acknowledged"] == 5
     assert report["status_codes"] == {"200": 5, "307": 5, "404": 5, "503": 5}
@@ -178,7 +179,7 @@ def test_report_fields(service: FakeCheckinService, tmp_path: Path):
     assert report["settings"] == {
         "agents": 4, "tenants": TENANTS, "rate_per_s": 40.0, "duration_s": 0.5, "max_requests": 1_000_000,
         "timeout_s": 2.0, "max_in_flight": 1000, "connections": 20, "keep_alive": True, "seed": 7,
-        "first_agent": 3, "seq_start": 5000,
+        "first_agent": 3, "seq_start": 5000, "agent_keys": None,
     }
     assert set(report) >= {"started_at", "stopped_by", "sending_s", "wall_s", "unix_start", "throughput",
                            "latency_ms", "errors", "status_codes", "nodes", "versions", "schedule_lag_ms",

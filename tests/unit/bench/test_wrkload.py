@@ -1,7 +1,9 @@
 """bench/wrkload.py: how wrk's report is read, when a step passes and what the capacity is."""
 
 import importlib.util
+import json
 import pathlib
+import re
 import sys
 
 import pytest
@@ -12,6 +14,16 @@ wrkload = importlib.util.module_from_spec(_SPEC)
 # dataclasses look their module up in sys.modules.
 sys.modules[_SPEC.name] = wrkload
 _SPEC.loader.exec_module(wrkload)
+
+# The tokens come from the simulator's keys file reader, the check from the service's own module.
+sys.path.insert(0, str(ROOT / "tools" / "agentsim"))
+sys.path.insert(0, str(ROOT / "roles" / "web" / "files"))
+# No __pycache__ next to the role's files.
+_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+from agentsim.agentkeys import load_agent_keys
+from fleet_checkin.credentials import verify_agent_token
+
+sys.dont_write_bytecode = _bytecode
 
 REPORT = (
     "Running 10s test @ http://172.28.1.10:80\n  2 threads and 8 connections\n"
@@ -78,3 +90,29 @@ def test_missing_wrk_says_how_to_install_it(monkeypatch):
     with pytest.raises(wrkload.WrkUnavailable, match="apt-get install wrk"):
         wrkload.wrk_binary()
 
+
+def test_roster_lines_carry_each_agents_token(tmp_path):
+    keys = {"tenant-001": [{"id": "k1", "secret": "unit-test-wrk-roster-key-of-tenant-001"}],
+            "tenant-002": [{"id": "k1", "secret": "unit-test-wrk-roster-key-of-tenant-002"}]}
+    keys_file = tmp_path / "agent-keys.json"
+    keys_file.write_text(json.dumps({"agent_keys": keys}))
+    agents = [("agent-000000", "tenant-001"), ("agent-000001", "tenant-002"), ("agent-000002", "tenant-001")]
+
+    roster = wrkload.write_roster(tmp_path / "roster.txt", agents,
+                                  load_agent_keys(str(keys_file), ["tenant-001", "tenant-002"]).token)
+
+    lines = roster.read_text().splitlines()
+    assert len(lines) == 3
+    for line, (agent_id, tenant) in zip(lines, agents, strict=True):
+        # The shape checkin_wrk.lua reads: ^(%S+) (%S+) ?(%S*)$
+        assert re.fullmatch(r"(\S+) (\S+) (\S+)", line), line
+        read_id, read_tenant, token = line.split(" ")
+        assert (read_id, read_tenant) == (agent_id, tenant)
+        tenant_keys = {key["id"]: key["secret"] for key in keys[tenant]}
+        assert verify_agent_token(tenant_keys, token, tenant, agent_id)
+        assert not verify_agent_token(tenant_keys, token, tenant, "agent-999999")
+
+
+def test_roster_without_keys_has_no_token(tmp_path):
+    roster = wrkload.write_roster(tmp_path / "roster.txt", [("agent-000000", "tenant-001")])
+    assert roster.read_text() == "agent-000000 tenant-001\n"

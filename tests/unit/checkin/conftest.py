@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -21,7 +22,18 @@ warnings.filterwarnings("ignore", message="'cgi' is deprecated", category=Deprec
 from falcon import testing
 from fleet_checkin.app import create_app
 from fleet_checkin.config import parse_config
+from fleet_checkin.credentials import agent_token, api_key_digest
 from fleet_checkin.store import CheckinResult, StoreUnavailable
+
+# Test-only secrets: the keys of the config below and what their holders present.
+AGENT_KEY_SECRET = "unit-test-agent-key-of-tenant-0001"
+ADMIN_API_KEY = "ops-admin.unit-test-admin-secret"
+TENANT1_API_KEY = "acme-ops.unit-test-tenant-001-secret"
+
+
+def agent_authorization(tenant: str, agent_id: str, key_id: str = "k1", secret: str = AGENT_KEY_SECRET) -> str:
+    return "Bearer " + agent_token(key_id, secret + tenant[-1], tenant, agent_id)
+
 
 BASE_CONFIG: dict[str, Any] = {
     "_comment": "unit test config",
@@ -45,6 +57,14 @@ BASE_CONFIG: dict[str, Any] = {
             "password": "s3cret-two",
         },
     },
+    "agent_keys": {
+        tenant: [{"id": "k1", "secret": AGENT_KEY_SECRET + tenant[-1]}]
+        for tenant in ("tenant-001", "tenant-002", "tenant-003")
+    },
+    "api_keys": [
+        {"id": "ops-admin", "sha256": api_key_digest(ADMIN_API_KEY.split(".", 1)[1]), "admin": True},
+        {"id": "acme-ops", "sha256": api_key_digest(TENANT1_API_KEY.split(".", 1)[1]), "tenants": ["tenant-001"]},
+    ],
 }
 
 
@@ -145,14 +165,47 @@ def drained_paths() -> set[str]:
     return set()
 
 
+class CredentialedClient(testing.TestClient):
+    """A well-behaved caller: check-ins carry their agent's token, /api/ calls the admin key.
+
+    A test that gives its own Authorization header (or None to send none) overrides it.
+    """
+
+    def simulate_request(self, method="GET", path="/", *args, headers=None, **kwargs):
+        headers = dict(headers or {})
+        if "Authorization" not in headers:
+            if path == "/agent/checkin":
+                tenant, agent_id = _claimed_identity(kwargs)
+                headers["Authorization"] = agent_authorization(tenant, agent_id)
+            elif path.startswith("/api/") or path == "/readyz":
+                headers["Authorization"] = "Bearer " + ADMIN_API_KEY
+        headers = {name: value for name, value in headers.items() if value is not None}
+        return super().simulate_request(method, path, *args, headers=headers, **kwargs)
+
+
+def _claimed_identity(kwargs: dict[str, Any]) -> tuple[str, str]:
+    """The tenant and agent a check-in body names (the default test agent when it names none)."""
+    body = kwargs.get("json")
+    if body is None and isinstance(kwargs.get("body"), (str, bytes)):
+        try:
+            body = json.loads(kwargs["body"])
+        except ValueError:
+            body = None
+    body = body if isinstance(body, dict) else {}
+    tenant, agent_id = body.get("tenant"), body.get("agent_id")
+    if not (isinstance(tenant, str) and tenant and isinstance(agent_id, str)):
+        return "tenant-001", "agent-0001"
+    return tenant, agent_id
+
+
 @pytest.fixture
 def make_client(config_data, store, clock, drained_paths):
-    """Build a falcon test client; keyword overrides go into the config document."""
+    """Build a credentialed falcon test client; keyword overrides go into the config document."""
 
     def build(**overrides: Any) -> testing.TestClient:
         config = parse_config({**config_data, **overrides})
         app = create_app(config, store, clock=clock, path_exists=drained_paths.__contains__)
-        return testing.TestClient(app)
+        return CredentialedClient(app)
 
     return build
 

@@ -6,10 +6,12 @@ import io
 import json
 
 import pytest
+from conftest import agent_authorization
 from falcon import testing
 from fleet_checkin.store import StoreUnavailable
 
 CHECKIN = "/agent/checkin"
+AGENT_0001 = {"Authorization": agent_authorization("tenant-001", "agent-0001")}
 
 
 def valid_body(**fields):
@@ -80,14 +82,23 @@ def test_pending_commands_are_handed_out_once_and_again_on_a_retry(client, store
     assert later.json["commands"] == []
 
 
-def test_unknown_tenant_is_404_naming_it(client, store):
+def test_a_checkin_for_an_unknown_tenant_is_refused_like_a_forged_one(client, store):
+    # No key verifies it; the answer does not tell a caller which tenants exist.
     result = checkin(client, tenant="tenant-999")
+
+    assert result.status_code == 403
+    assert result.json == {
+        "ok": False, "error": "the credential is not the one of agent 'agent-0001' of tenant 'tenant-999'"}
+    assert store.calls == []
+    assert_stamped(result)
+
+
+def test_the_user_api_names_an_unknown_tenant_to_an_admin(client, store):
+    result = client.simulate_get("/api/tenants/tenant-999/agents")
 
     assert result.status_code == 404
     assert "tenant-999" in result.json["error"]
-    assert result.json["ok"] is False
     assert store.calls == []
-    assert_stamped(result)
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
@@ -163,7 +174,7 @@ def test_body_over_the_limit_is_413(make_client, store):
 
 def test_declared_length_over_the_limit_is_refused_without_reading(make_client, store):
     app = make_client(max_body_bytes=1024).app
-    env = testing.create_environ(method="POST", path=CHECKIN, headers={"Content-Length": "1000000"})
+    env = testing.create_environ(method="POST", path=CHECKIN, headers={"Content-Length": "1000000", **AGENT_0001})
     env["wsgi.input"] = io.BytesIO(b'{"agent_id": "agent-0001", "tenant": "tenant-001", "seq": 4}')
     start_response = testing.StartResponseMock()
 
@@ -184,7 +195,8 @@ def test_body_at_the_limit_is_accepted(make_client):
 
 def test_chunked_body_without_content_length_is_bounded_too(make_client, store):
     app = make_client(max_body_bytes=1024).app
-    env = testing.create_environ(method="POST", path=CHECKIN, headers={"Content-Type": "application/json"})
+    env = testing.create_environ(method="POST", path=CHECKIN,
+                                 headers={"Content-Type": "application/json", **AGENT_0001})
     env.pop("CONTENT_LENGTH", None)
     env["wsgi.input"] = io.BytesIO(b'{"padding": "' + b"x" * 4096 + b'"}')
     start_response = testing.StartResponseMock()
@@ -196,7 +208,8 @@ def test_chunked_body_without_content_length_is_bounded_too(make_client, store):
 
 
 def test_chunked_body_within_the_limit_is_read(client, store):
-    env = testing.create_environ(method="POST", path=CHECKIN, headers={"Content-Type": "application/json"})
+    env = testing.create_environ(method="POST", path=CHECKIN,
+                                 headers={"Content-Type": "application/json", **AGENT_0001})
     env.pop("CONTENT_LENGTH", None)
     env["wsgi.input"] = io.BytesIO(b'{"agent_id": "agent-0001", "tenant": "tenant-001", "seq": 4}')
     start_response = testing.StartResponseMock()

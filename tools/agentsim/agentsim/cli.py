@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import agentsim
+from agentsim.agentkeys import load_agent_keys
 from agentsim.chart import load_report, render_chart
 from agentsim.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, AgentsimError, UsageError
 from agentsim.labreport import (
@@ -175,6 +176,11 @@ def add_load_arguments(command: argparse.ArgumentParser) -> argparse._ArgumentGr
     roster.add_argument("--seed", type=int, metavar="N", help="picks the first agent of the round robin reproducibly")
     roster.add_argument("--seq-start", type=_number(int, 0, 2**62, low_open=False), metavar="SEQ",
                         help="first seq of every agent (default: microseconds since the epoch)")
+    roster.add_argument("--agent-keys", metavar="FILE",
+                        help='agent keys, {"agent_master_keys": [{"id": ..., "secret": ...}], "agent_keys": '
+                             '{"<tenant>": [...]}} (fleet_agent_master_keys, fleet_agent_keys): '
+                             "each check-in carries its agent's token from the tenant's first key "
+                             "(without: no Authorization header, and the service answers 401)")
     bounds = command.add_argument_group("bounds")
     bounds.add_argument("--timeout", type=_number(float, 0, MAX_TIMEOUT_S), default=5.0, metavar="SECONDS",
                         help="seconds for one complete answer (default: %(default)s)")
@@ -240,6 +246,9 @@ def run_settings(args: argparse.Namespace, rate: float | None, duration: float, 
     if max_requests > MAX_REQUESTS:
         raise UsageError(f"--rate {rate:g} x --duration {duration:g} is {scheduled} check-ins, more than "
                          f"{MAX_REQUESTS} per run; lower them or give --max-requests")
+    # Only the tenants that send need a key.
+    agent_keys = (load_agent_keys(args.agent_keys, [name for name, count in tenants.items() if count > 0])
+                  if args.agent_keys else None)
     target = check_target(args.url, parse_allowed_networks(args.allow_network))
     # aiohttp is imported once the options are known to be good, and by `run` and `probe` only.
     from agentsim.client import ssl_setting  # noqa: PLC0415
@@ -263,6 +272,7 @@ def run_settings(args: argparse.Namespace, rate: float | None, duration: float, 
         status_every=args.status_every,
         ledger_path=args.ledger,
         path=args.path,
+        agent_keys=agent_keys,
     )
 
 

@@ -25,6 +25,9 @@ from agentsim.target import CHECKIN_PATH, Target
 # drops them first so that a request never goes out on a connection the proxy is closing.
 KEEPALIVE_SECONDS = 5.0
 MESSAGE_CHARS = 160
+# Refusals of the credential get kinds of their own: a run without (or with the wrong) --agent-keys
+# must read as such in the summary, not as one more 4xx among bad requests.
+AUTH_ERRORS = {401: "unauthorized", 403: "forbidden"}
 
 
 class PinnedResolver(AbstractResolver):
@@ -106,14 +109,18 @@ class CheckinClient:
         if self._session is not None:
             await self._session.close()
 
-    async def checkin(self, body: bytes) -> Outcome:
-        """POST one check-in; never raises for anything the network or the server does."""
+    async def checkin(self, body: bytes, authorization: str | None = None) -> Outcome:
+        """POST one check-in, with the agent's `Authorization` header when it has one.
+
+        Never raises for anything the network or the server does.
+        """
         if self._session is None:
             raise RuntimeError("CheckinClient is used outside `async with`")
+        headers = {"Authorization": authorization} if authorization else None
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            async with self._session.post(self._url, data=body, allow_redirects=False) as response:
+            async with self._session.post(self._url, data=body, headers=headers, allow_redirects=False) as response:
                 payload = await response.read()
                 latency = loop.time() - started
                 return classify_answer(response.status, response.headers, payload, latency)
@@ -137,7 +144,9 @@ def classify_answer(status: int, headers: Any, payload: bytes, latency: float) -
     if 200 <= status < 300 and document.get("ok") is True:
         outcome.duplicate = document.get("duplicate") is True
         return outcome
-    if 400 <= status < 500:
+    if status in AUTH_ERRORS:
+        outcome.error = AUTH_ERRORS[status]
+    elif 400 <= status < 500:
         outcome.error = "4xx"
     elif 500 <= status < 600:
         outcome.error = "5xx"

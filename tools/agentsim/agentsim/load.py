@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from agentsim import __version__
+from agentsim.agentkeys import AgentKeys
 from agentsim.client import CheckinClient, checkin_body
 from agentsim.ledger import LedgerWriter
 from agentsim.outcome import Outcome
@@ -56,6 +57,8 @@ class RunSettings:
     ledger_path: str | None = None
     # Another path than the check-in (a static answer of the same stack, for its transport limit).
     path: str = CHECKIN_PATH
+    # --agent-keys: every check-in carries its agent's token; None sends none (the service answers 401).
+    agent_keys: AgentKeys | None = field(default=None, compare=False)
 
 
 ClientFactory = Callable[[RunSettings], Any]
@@ -79,7 +82,8 @@ async def run_load(
     client_factory: ClientFactory = default_client,
 ) -> dict[str, Any]:
     """Run the load and return the report (see README of the tool for its fields)."""
-    roster = Roster(settings.tenants, seq_start=settings.seq_start, offset=settings.first_agent)
+    token_for = settings.agent_keys.token if settings.agent_keys is not None else None
+    roster = Roster(settings.tenants, seq_start=settings.seq_start, offset=settings.first_agent, token_for=token_for)
     ledger = LedgerWriter(settings.ledger_path) if settings.ledger_path else None
     try:
         async with client_factory(settings) as client:
@@ -159,7 +163,7 @@ class _Run:
 
     async def _one(self, second: int, agent: Agent, seq: int) -> None:
         try:
-            outcome = await self.client.checkin(checkin_body(agent.agent_id, agent.tenant, seq))
+            outcome = await self.client.checkin(checkin_body(agent.agent_id, agent.tenant, seq), agent.authorization)
         except asyncio.CancelledError:
             self.stats.record(second, Outcome(latency=None, error="timeout",
                                               message="still unanswered when the run ended"))
@@ -225,6 +229,7 @@ class _Run:
                 "seed": settings.seed,
                 "first_agent": self.roster.offset,
                 "seq_start": settings.seq_start,
+                "agent_keys": settings.agent_keys.path if settings.agent_keys is not None else None,
             },
             "stopped_by": stopped_by,
             "sending_s": round(sending_ended - start, 3),

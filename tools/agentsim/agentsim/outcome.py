@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Error kinds, in report order. "overload" arrivals were never sent (--max-in-flight reached).
-ERROR_KINDS = ("connect", "timeout", "4xx", "5xx", "overload", "other")
+# "unauthorized" is a 401 (no or unreadable token), "forbidden" a 403 (a token, not this agent's);
+# "4xx" is every other 4xx.
+ERROR_KINDS = ("connect", "timeout", "unauthorized", "forbidden", "4xx", "5xx", "overload", "other")
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ import heapq
 import random
 import time
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from agentsim.errors import UsageError
@@ -25,6 +25,9 @@ class Agent:
     agent_id: str
     tenant: str
     next_seq: int
+    # "Bearer <token>" of this agent, computed when the agent is created (an HMAC per check-in
+    # would be simulator CPU counted as latency); None sends no Authorization header.
+    authorization: str | None = None
 
     def take_seq(self) -> int:
         """The seq of a check-in about to be sent; a seq is never handed out twice."""
@@ -65,9 +68,13 @@ def interleave(counts: dict[str, int]) -> Iterator[int]:
 
 
 class Roster:
-    """N agents over the tenants; arrival k goes to agent (k + offset) % N."""
+    """N agents over the tenants; arrival k goes to agent (k + offset) % N.
 
-    def __init__(self, counts: dict[str, int], seq_start: int, offset: int = 0):
+    token_for(tenant, agent_id), when given, gives each agent its credential.
+    """
+
+    def __init__(self, counts: dict[str, int], seq_start: int, offset: int = 0,
+                 token_for: Callable[[str, str], str] | None = None):
         self.tenants = [name for name, count in counts.items() if count > 0]
         active = {name: counts[name] for name in self.tenants}
         self.size = sum(active.values())
@@ -79,6 +86,7 @@ class Roster:
         self.seq_start = seq_start
         self.offset = offset % self.size
         self._tenant_of = array("I", interleave(active))
+        self._token_for = token_for
         # Agents are created on first use: a short run touches few of a large fleet's agents.
         self._agents: dict[int, Agent] = {}
 
@@ -86,7 +94,9 @@ class Roster:
         found = self._agents.get(number)
         if found is None:
             tenant = self.tenants[self._tenant_of[number]]
-            found = Agent(agent_id=f"agent-{number:06d}", tenant=tenant, next_seq=self.seq_start)
+            agent_id = f"agent-{number:06d}"
+            authorization = f"Bearer {self._token_for(tenant, agent_id)}" if self._token_for else None
+            found = Agent(agent_id=agent_id, tenant=tenant, next_seq=self.seq_start, authorization=authorization)
             self._agents[number] = found
         return found
 

@@ -36,6 +36,8 @@ def human_summary(report: dict[str, Any]) -> str:
     ]
     for kind, samples in errors["samples"].items():
         lines.append(f"    {kind}: {samples[0]}")
+    if errors["by_kind"].get("unauthorized") and not settings.get("agent_keys"):
+        lines.append("    (the check-ins carried no agent token: give --agent-keys FILE)")
     if report["nodes"]:
         lines.append("  answers by node: " + ", ".join(
             f"{node} {entry['share'] * 100:.1f} %" for node, entry in report["nodes"].items()))

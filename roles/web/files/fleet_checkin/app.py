@@ -17,6 +17,7 @@ from typing import Any
 import falcon
 
 from .config import Config
+from .credentials import ApiKey, bearer, verify_agent_token, verify_api_key
 from .store import StoreUnavailable
 from .validation import (
     RequestInvalid,
@@ -58,6 +59,54 @@ class Shards:
         return shard
 
 
+AGENT_REALM = 'Bearer realm="fleet-agents"'
+USER_REALM = 'Bearer realm="fleet-api"'
+
+
+def unauthorized(description: str, realm: str) -> falcon.HTTPUnauthorized:
+    return falcon.HTTPUnauthorized(description=description, challenges=[realm])
+
+
+def require_credential(req: falcon.Request, realm: str, what: str) -> str:
+    """The bearer credential of the request: 401 (JSON) when there is none."""
+    credential = bearer(req.get_header("Authorization"))
+    if credential is None:
+        raise unauthorized(f"{what} needs credentials: send Authorization: Bearer <credential>", realm)
+    return credential
+
+
+class Users:
+    """Which user API key a request carries (401 when none or wrong) and what it may see (403)."""
+
+    def __init__(self, config: Config):
+        self._keys = config.api_keys
+
+    def key(self, req: falcon.Request) -> ApiKey:
+        presented = require_credential(req, USER_REALM, "user API")
+        key = verify_api_key(self._keys, presented)
+        if key is None:
+            raise unauthorized("the API key is unknown or wrong", USER_REALM)
+        return key
+
+    def admin_or_none(self, req: falcon.Request) -> ApiKey | None:
+        """The admin key of the request, or None (no key, a wrong one, or not an admin's)."""
+        presented = bearer(req.get_header("Authorization"))
+        key = verify_api_key(self._keys, presented) if presented else None
+        return key if key is not None and key.admin else None
+
+    def require_tenant(self, req: falcon.Request, tenant: str) -> ApiKey:
+        key = self.key(req)
+        if not key.may_see(tenant):
+            raise falcon.HTTPForbidden(description=f"API key {key.key_id!r} has no access to tenant {tenant!r}")
+        return key
+
+    def require_admin(self, req: falcon.Request) -> ApiKey:
+        key = self.key(req)
+        if not key.admin:
+            raise falcon.HTTPForbidden(description=f"API key {key.key_id!r} is not an admin key")
+        return key
+
+
 def read_json_object(req: falcon.Request, limit: int) -> dict[str, Any]:
     """The request body as a JSON object: 413 over `limit` bytes, 415 when it is not sent as JSON."""
     if req.content_length is not None and req.content_length > limit:
@@ -91,7 +140,15 @@ class CheckinResource:
         self._shards = shards
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # Refused before the body is read: no credential, no work.
+        token = require_credential(req, AGENT_REALM, "agent check-in")
         checkin = parse_checkin(read_json_object(req, self._config.max_body_bytes))
+        # A tenant this node does not route has no key: the same 403 as a forged token, so that
+        # an unauthenticated caller learns nothing about which tenants exist.
+        keys = dict(self._config.agent_keys.get(checkin.tenant, ()))
+        if not verify_agent_token(keys, token, checkin.tenant, checkin.agent_id):
+            raise falcon.HTTPForbidden(
+                description=f"the credential is not the one of agent {checkin.agent_id!r} of tenant {checkin.tenant!r}")
         shard = self._shards.for_tenant(checkin.tenant)
         result = self._store.checkin(shard, checkin, self._config.node)
         resp.media = {
@@ -107,12 +164,14 @@ class CheckinResource:
 class AgentsResource:
     """GET /api/tenants/{tenant}/agents?state=online|offline&limit=&after= (keyset pages)."""
 
-    def __init__(self, config: Config, store: Any, shards: Shards):
+    def __init__(self, config: Config, store: Any, shards: Shards, users: Users):
         self._config = config
         self._store = store
         self._shards = shards
+        self._users = users
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+        self._users.require_tenant(req, tenant)
         shard = self._shards.for_tenant(tenant)
         query = parse_agent_query(req.params, self._config.page_limit_default, self._config.page_limit_max)
         agents, next_after = self._store.list_agents(shard, tenant, query)
@@ -129,12 +188,14 @@ class AgentsResource:
 class CommandsResource:
     """POST /api/tenants/{tenant}/agents/{agent_id}/commands: queue a command (201)."""
 
-    def __init__(self, config: Config, store: Any, shards: Shards):
+    def __init__(self, config: Config, store: Any, shards: Shards, users: Users):
         self._config = config
         self._store = store
         self._shards = shards
+        self._users = users
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str, agent_id: str) -> None:
+        self._users.require_tenant(req, tenant)
         shard = self._shards.for_tenant(tenant)
         check_agent_id(agent_id)
         command = parse_command(read_json_object(req, self._config.max_body_bytes))
@@ -146,13 +207,15 @@ class CommandsResource:
 
 
 class StatsResource:
-    """GET /api/stats: counts per shard; 503 (with what is known) when a shard does not answer."""
+    """GET /api/stats (admin keys only): counts per shard; 503 (with what is known) when a shard does not answer."""
 
-    def __init__(self, config: Config, store: Any):
+    def __init__(self, config: Config, store: Any, users: Users):
         self._config = config
         self._store = store
+        self._users = users
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._users.require_admin(req)
         shards = []
         for shard_id, shard in sorted(self._config.shards.items()):
             entry: dict[str, Any] = {
@@ -193,7 +256,10 @@ class HealthResource:
 
 
 class ReadyResource:
-    """GET /readyz: 200 only when warmed up, not draining and every routed shard answers."""
+    """GET /readyz: 200 only when warmed up, not draining and every routed shard answers.
+
+    The proxies' checks need only the status; the reasons are for an admin key.
+    """
 
     def __init__(
         self,
@@ -202,7 +268,9 @@ class ReadyResource:
         clock: Callable[[], float],
         started_at: float,
         path_exists: Callable[[str], bool],
+        users: Users,
     ):
+        self._users = users
         self._config = config
         self._store = store
         self._clock = clock
@@ -228,7 +296,9 @@ class ReadyResource:
         if reasons:
             resp.status = falcon.HTTP_503
             resp.set_header("Retry-After", RETRY_AFTER_SECONDS)
-            resp.media = {"ok": False, "ready": False, "error": "; ".join(reasons), "reasons": reasons}
+            resp.media = {"ok": False, "ready": False, "error": "not ready"}
+            if self._users.admin_or_none(req) is not None:
+                resp.media.update(error="; ".join(reasons), reasons=reasons)
         else:
             resp.media = {"ok": True, "ready": True, "node": self._config.node, "version": self._config.version}
 
@@ -281,14 +351,15 @@ def create_app(
     """Wire the resources; `started_at` (default: now) starts the startup delay."""
     started_at = clock() if started_at is None else started_at
     shards = Shards(config)
+    users = Users(config)
     app = falcon.App(middleware=[FleetHeaders(config.node, config.version)])
     app.req_options.keep_blank_qs_values = False
     app.add_route("/agent/checkin", CheckinResource(config, store, shards))
-    app.add_route("/api/tenants/{tenant}/agents", AgentsResource(config, store, shards))
-    app.add_route("/api/tenants/{tenant}/agents/{agent_id}/commands", CommandsResource(config, store, shards))
-    app.add_route("/api/stats", StatsResource(config, store))
+    app.add_route("/api/tenants/{tenant}/agents", AgentsResource(config, store, shards, users))
+    app.add_route("/api/tenants/{tenant}/agents/{agent_id}/commands", CommandsResource(config, store, shards, users))
+    app.add_route("/api/stats", StatsResource(config, store, users))
     app.add_route("/healthz", HealthResource(config, clock, started_at))
-    app.add_route("/readyz", ReadyResource(config, store, clock, started_at, path_exists))
+    app.add_route("/readyz", ReadyResource(config, store, clock, started_at, path_exists, users))
     # Falcon picks the most specific handler for an exception's class, so the
     # catch-all below never shadows HTTPError (404, 413...) or the two above.
     app.add_error_handler(Exception, handle_unexpected)

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .credentials import KEY_ID, KEY_ID_RULE, MIN_SECRET_CHARS, ApiKey, check_sha256, tenant_keys
+
 CONFIG_ENV = "FLEET_CHECKIN_CONFIG"
 DEFAULT_CONFIG_PATH = "/etc/fleet-checkin/config.json"
 
@@ -34,7 +36,9 @@ _OPTIONAL = {
     "db_retry_after_seconds": (1.0, 0.0, 60.0, float),
     "db_switch_wait_seconds": (5.0, 0.0, 60.0, float),
 }
-_REQUIRED = ("node", "version", "drain_file", "tenants", "shards")
+_REQUIRED = ("node", "version", "drain_file", "tenants", "shards", "api_keys")
+# Agent keys: listed per tenant, or derived from the master keys (at least one of the two per tenant).
+_AGENT_KEY_FIELDS = ("agent_keys", "agent_master_keys")
 _SHARD_FIELDS = ("host", "port", "database", "user", "password")
 
 
@@ -72,6 +76,10 @@ class Config:
     db_write_timeout: int = 5
     db_retry_after_seconds: float = 1.0
     db_switch_wait_seconds: float = 5.0
+    # tenant -> ((key id, secret), ...): the first key issues agent tokens, every one verifies.
+    agent_keys: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, repr=False)
+    # key id -> user API key (digest and scope).
+    api_keys: Mapping[str, ApiKey] = field(default_factory=dict)
 
     def shard_for(self, tenant: str) -> int | None:
         """The shard holding `tenant`, or None when this service does not route it."""
@@ -108,7 +116,8 @@ def parse_config(data: Any, source: str = "config") -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the config must be a JSON object, got {_kind(data)}")
     # Keys starting with "_" are comments (the role writes "_comment").
-    unknown = sorted(k for k in data if not k.startswith("_") and k not in _REQUIRED and k not in _OPTIONAL)
+    known = (*_REQUIRED, *_AGENT_KEY_FIELDS, *_OPTIONAL)
+    unknown = sorted(k for k in data if not k.startswith("_") and k not in known)
     if unknown:
         raise ConfigError(f"{source}: unknown field {unknown[0]!r}")
     for name in _REQUIRED:
@@ -121,6 +130,8 @@ def parse_config(data: Any, source: str = "config") -> Config:
     if not drain_file.startswith("/"):
         raise ConfigError(f"{source}: field 'drain_file' must be an absolute path, got {drain_file!r}")
 
+    agent_keys = _parse_agent_keys(data.get("agent_keys", {}), data.get("agent_master_keys", []), tenants, source)
+    api_keys = _parse_api_keys(data["api_keys"], source)
     options = {name: _option(data, name, source) for name in _OPTIONAL}
     if options["page_limit_default"] > options["page_limit_max"]:
         raise ConfigError(
@@ -133,6 +144,8 @@ def parse_config(data: Any, source: str = "config") -> Config:
         drain_file=drain_file,
         tenants=tenants,
         shards=shards,
+        agent_keys=agent_keys,
+        api_keys=api_keys,
         **options,
     )
 
@@ -181,6 +194,98 @@ def _parse_tenants(value: Any, shards: Mapping[int, ShardConfig], source: str) -
             raise ConfigError(f"{source}: field {where!r} routes to shard {shard}, which is not in 'shards'")
         tenants[tenant] = shard
     return tenants
+
+
+def _parse_agent_keys(
+    listed: Any, master: Any, tenants: Mapping[str, int], source: str,
+) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Every routed tenant needs at least one key, or none of its agents could check in."""
+    if not isinstance(listed, dict):
+        raise ConfigError(f"{source}: field 'agent_keys' must be an object of tenant -> keys, got {_kind(listed)}")
+    unknown = sorted(set(listed) - set(tenants))
+    if unknown:
+        raise ConfigError(f"{source}: field 'agent_keys' names tenant {unknown[0]!r}, which is not in 'tenants'")
+    master_pairs = _key_list(master, "agent_master_keys", source, allow_empty=True)
+    keys = {}
+    for tenant in tenants:
+        pairs = _key_list(listed[tenant], f"agent_keys.{tenant}", source, masters=dict(master_pairs)) \
+            if tenant in listed else ()
+        keys[tenant] = tenant_keys(tenant, pairs, master_pairs)
+        if not keys[tenant]:
+            raise ConfigError(
+                f"{source}: tenant {tenant!r} has no agent key: list its keys in 'agent_keys' or give "
+                "'agent_master_keys'")
+    return keys
+
+
+def _key_list(
+    value: Any, where: str, source: str, allow_empty: bool = False, masters: Mapping[str, str] | None = None,
+) -> tuple[tuple[str, str | None], ...]:
+    """A list of {"id", "secret"}: the first issues tokens, all verify.
+
+    With `masters` (a tenant's list), {"id": <master key id>, "derived": true} stands for the tenant's
+    key derived from that master key (secret None).
+    """
+    if not isinstance(value, list) or not (value or allow_empty):
+        raise ConfigError(f"{source}: field {where!r} must be a non-empty list of keys, got {_kind(value)}")
+    pairs: list[tuple[str, str | None]] = []
+    for index, entry in enumerate(value):
+        here = f"{where}[{index}]"
+        if masters is not None and isinstance(entry, dict) and set(entry) == {"id", "derived"}:
+            if entry["derived"] is not True or entry["id"] not in masters:
+                raise ConfigError(
+                    f"{source}: field {here!r} stands for a derived key: 'derived' must be true and 'id' the id of "
+                    f"one of 'agent_master_keys' ({sorted(masters)}), got {entry['id']!r:.60}")
+            pairs.append((entry["id"], None))
+            continue
+        if not isinstance(entry, dict) or set(entry) != {"id", "secret"}:
+            fields = sorted(entry) if isinstance(entry, dict) else _kind(entry)
+            raise ConfigError(
+                f"{source}: field {here!r} must be an object with exactly 'id' and 'secret', got {fields}")
+        key_id, secret = entry["id"], entry["secret"]
+        if not isinstance(key_id, str) or not KEY_ID.fullmatch(key_id):
+            raise ConfigError(f"{source}: field '{here}.id' must be {KEY_ID_RULE}, got {key_id!r:.60}")
+        if not isinstance(secret, str) or len(secret) < MIN_SECRET_CHARS:
+            # Never echo what might be a secret, only what is wrong with it.
+            got = f"{len(secret)} characters" if isinstance(secret, str) else _kind(secret)
+            raise ConfigError(
+                f"{source}: field '{here}.secret' must be a string of at least {MIN_SECRET_CHARS} characters "
+                f"(got {got})")
+        if key_id in dict(pairs):
+            raise ConfigError(f"{source}: field '{here}.id' repeats key id {key_id!r}")
+        pairs.append((key_id, secret))
+    return tuple(pairs)
+
+
+def _parse_api_keys(value: Any, source: str) -> dict[str, ApiKey]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: field 'api_keys' must be a list, got {_kind(value)}")
+    keys: dict[str, ApiKey] = {}
+    for index, entry in enumerate(value):
+        where = f"api_keys[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: field {where!r} must be an object, got {_kind(entry)}")
+        unknown = sorted(set(entry) - {"id", "sha256", "tenants", "admin"})
+        if unknown:
+            raise ConfigError(f"{source}: unknown field '{where}.{unknown[0]}'")
+        key_id = entry.get("id")
+        if not isinstance(key_id, str) or not KEY_ID.fullmatch(key_id):
+            raise ConfigError(f"{source}: field '{where}.id' must be {KEY_ID_RULE}, got {key_id!r:.60}")
+        if key_id in keys:
+            raise ConfigError(f"{source}: field '{where}.id' repeats key id {key_id!r}")
+        if not check_sha256(entry.get("sha256")):
+            raise ConfigError(
+                f"{source}: field '{where}.sha256' must be 64 lowercase hex digits (the secret's SHA-256)")
+        tenants = entry.get("tenants", [])
+        if not isinstance(tenants, list) or not all(isinstance(t, str) and t for t in tenants):
+            raise ConfigError(f"{source}: field '{where}.tenants' must be a list of tenant names, got {tenants!r:.80}")
+        admin = entry.get("admin", False)
+        if not isinstance(admin, bool):
+            raise ConfigError(f"{source}: field '{where}.admin' must be true or false, got {admin!r:.40}")
+        if not tenants and not admin:
+            raise ConfigError(f"{source}: field {where!r} (key {key_id!r}) grants nothing: give it tenants or admin")
+        keys[key_id] = ApiKey(key_id=key_id, sha256=entry["sha256"], tenants=frozenset(tenants), admin=admin)
+    return keys
 
 
 def _option(data: Mapping[str, Any], name: str, source: str) -> int | float:
