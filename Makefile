@@ -138,6 +138,7 @@ bench: collection bake
 	python bench/inventory_speed.py
 	python bench/mysql_tuning.py
 	python bench/mysql_tuning.py --disk-iops 3000
+	python bench/auth_cost.py
 	$(MAKE) lab
 	-python bench/node_build.py
 	python bench/checkin_throughput.py --profile 15

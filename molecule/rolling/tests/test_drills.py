@@ -543,8 +543,11 @@ def test_no_secret_in_verbose_output(scenario: Scenario) -> None:
         "fleet_db_web_password", "fleet_db_app_password", "fleet_db_monitor_password", "fleet_db_replication_password",
         "fleet_proxy_stats_password")}
     extra.update(proxy_tls_certificate=cert.read_text(), proxy_tls_key=key.read_text())
+    keys: dict[str, Any] = {
+        "fleet_agent_master_keys": [{"id": "m1", "secret": f"{marker}-agent-master"}],
+        "fleet_api_keys": [{"id": "probe", "secret": f"{marker}-api-key", "admin": True}]}
     extra_file = scenario.workdir / "secrets.json"
-    extra_file.write_text(json.dumps(extra))
+    extra_file.write_text(json.dumps({**extra, **keys}))
     extra_file.chmod(0o600)
     # The role task files that touch a secret (the same scan as tests/unit/test_no_secret_in_output.py),
     # each on a node of its tier, changing nothing (--check).
@@ -566,6 +569,7 @@ def test_no_secret_in_verbose_output(scenario: Scenario) -> None:
     assert done.returncode == 0, output[-5000:]
     leaks = [name for name in extra if name != "proxy_tls_certificate" and f"{marker}-{name}" in output]
     leaks += ["proxy_tls_key"] * any(line in output for line in key_lines)
+    leaks += [name for name in ("agent-master", "api-key") if f"{marker}-{name}" in output]
     record("secrets", task_files=files, output_lines=output.count("\n"), seconds=round(time.monotonic() - started))
     assert "the output has been hidden" in output, "no task hid anything: did the secret tasks run?"
     assert not leaks, f"secrets printed at -vvv: {leaks} (see {scenario.workdir / 'secrets.vvv.log'})"

@@ -138,6 +138,8 @@ class CheckinResource:
         self._config = config
         self._store = store
         self._shards = shards
+        # key id -> secret per tenant, built once: a check-in only looks up its tenant's.
+        self._agent_keys = {tenant: dict(pairs) for tenant, pairs in config.agent_keys.items()}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         # Refused before the body is read: no credential, no work.
@@ -145,7 +147,7 @@ class CheckinResource:
         checkin = parse_checkin(read_json_object(req, self._config.max_body_bytes))
         # A tenant this node does not route has no key: the same 403 as a forged token, so that
         # an unauthenticated caller learns nothing about which tenants exist.
-        keys = dict(self._config.agent_keys.get(checkin.tenant, ()))
+        keys = self._agent_keys.get(checkin.tenant, {})
         if not verify_agent_token(keys, token, checkin.tenant, checkin.agent_id):
             raise falcon.HTTPForbidden(
                 description=f"the credential is not the one of agent {checkin.agent_id!r} of tenant {checkin.tenant!r}")

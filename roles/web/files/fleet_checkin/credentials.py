@@ -22,6 +22,7 @@ command (fleet_checkin.enrol) and the agent simulator (tools/agentsim) issue wit
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -57,10 +58,16 @@ class ApiKey:
         return self.admin or tenant in self.tenants
 
 
+@functools.lru_cache(maxsize=4096)
+def _keyed(secret: str) -> hmac.HMAC:
+    """The HMAC of a key with the context already absorbed: per token only the identity is hashed."""
+    return hmac.new(secret.encode(), AGENT_TOKEN_CONTEXT, hashlib.sha256)
+
+
 def _mac(secret: str, tenant: str, agent_id: str) -> str:
-    message = AGENT_TOKEN_CONTEXT + tenant.encode() + b"\0" + agent_id.encode()
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    mac = _keyed(secret).copy()
+    mac.update(tenant.encode() + b"\0" + agent_id.encode())
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
 def tenant_keys(
