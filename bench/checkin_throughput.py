@@ -63,23 +63,19 @@ def lab() -> tuple[str, Path, str, list[str], str]:
     plan.write_text(json.dumps({"fleet_plan": hostvars[proxy]["fleet_plan"]}))
     # The proxy node's own address: the port Docker publishes on 127.0.0.1 goes through
     # docker-proxy, a userland copy loop that is part of the lab, not of the stack.
-    keys = agent_keys_file(data, OUT / "agent-keys.json")[1]
+    keys = str(agent_keys_file(data, OUT / "agent-keys.json"))
     return f"http://{hostvars[proxy]['fleet_address']}:80", plan, static, data["web_agent"]["hosts"], keys
 
 
-def write_roster(plan: FleetPlan, path: Path, keys: AgentKeys | None) -> Path:
+def write_roster(plan: FleetPlan, path: Path, keys: AgentKeys) -> Path:
     """The plan's agents, named and spread over tenants as the simulator does, with each one's token."""
     roster = Roster({tenant.name: tenant.agents for tenant in plan.tenants}, seq_start=0)
     agents = ((roster.agent(k).agent_id, roster.agent(k).tenant) for k in range(roster.size))
-    return wrkload.write_roster(path, agents, keys.token if keys is not None else None)
+    return wrkload.write_roster(path, agents, keys.token)
 
 
-def agent_keys(path: str | None, plan_file: Path) -> tuple[AgentKeys | None, list[str]]:
+def agent_keys(path: str, plan_file: Path) -> tuple[AgentKeys, list[str]]:
     """The keys file, checked against the plan's tenants before any load, and the simulator's option for it."""
-    if path is None:
-        print("note: no --agent-keys: the check-ins carry no token and the service answers them 401",
-              file=sys.stderr, flush=True)
-        return None, []
     plan = load_plan(plan_file)
     try:
         keys = load_agent_keys(path, [tenant.name for tenant in plan.tenants if tenant.agents > 0])
@@ -102,7 +98,7 @@ def rows_since(plan: FleetPlan, seq_base: int) -> int:
 
 
 def wrk_probe(url: str, plan_file: Path, static: str, slo: float, seconds: float,
-              keys: AgentKeys | None) -> dict[str, Any]:
+              keys: AgentKeys) -> dict[str, Any]:
     """wrk's capacity for check-ins (each step's acknowledged check-ins counted in the shards) and the static answer."""
     plan = load_plan(plan_file)
     roster = write_roster(plan, OUT / "checkin-roster.txt", keys)

@@ -49,8 +49,8 @@ def first_proxy(inventory: dict[str, Any]) -> str:
     return min(inventory["proxy"]["hosts"], key=lambda host: hostvars[host]["fleet_index"])
 
 
-def agent_keys_file(inventory: dict[str, Any], path: Path) -> list[str]:
-    """The lab's agent keys written for the simulator (owner-only), and its --agent-keys option for them."""
+def agent_keys_file(inventory: dict[str, Any], path: Path) -> Path:
+    """The lab's agent keys written (owner-only) where the simulator's --agent-keys reads them."""
     hostvars = inventory["_meta"]["hostvars"][inventory["web_agent"]["hosts"][0]]
     keys = {"agent_master_keys": hostvars.get("fleet_agent_master_keys", []),
             "agent_keys": hostvars.get("fleet_agent_keys", {})}
@@ -58,13 +58,13 @@ def agent_keys_file(inventory: dict[str, Any], path: Path) -> list[str]:
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)
     path.write_text(json.dumps(keys))
-    return ["--agent-keys", str(path)]
+    return path
 
 
 @functools.cache
 def lab_agent_keys() -> tuple[str, ...]:
     """agentsim's --agent-keys option for the lab's keys (written once per run to bench/results/)."""
-    return tuple(agent_keys_file(inventory(), ROOT / "bench" / "results" / "agent-keys.json"))
+    return ("--agent-keys", str(agent_keys_file(inventory(), ROOT / "bench" / "results" / "agent-keys.json")))
 
 
 def inventory() -> dict[str, Any]:
