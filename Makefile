@@ -16,7 +16,10 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 SANITY_ROOT := .build/sanity/ansible_collections/fleetscale/split
 # ansible-test fetches its pip bootstrap from a host this machine cannot reach.
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_24_2.py
-MOLECULE_SCENARIOS ?= default failover rolling
+# Molecule lanes run side by side, the scenarios of a lane (comma-separated) one after the other
+# (tools/ci/molecule-lanes): each scenario has its own names, network and ports. One lane alone:
+# `make molecule MOLECULE_LANES=failover`.
+MOLECULE_LANES ?= default,failover rolling
 # The lab: a fleet spec, or AGENTS=N for the same spec sized for N agents (written beside it,
 # so that its group_vars apply, as *.local.fleet.yml, which git ignores).
 LAB_SPEC ?= inventories/lab/lab.fleet.yml
@@ -109,10 +112,7 @@ bake: collection node-image
 	ansible-playbook playbooks/bake.yml
 
 molecule: collection bake
-	@for scenario in $(MOLECULE_SCENARIOS); do \
-		echo "== molecule test -s $$scenario"; \
-		$(STAGE) "molecule $$scenario" molecule test -s $$scenario || exit 1; \
-	done
+	@tools/ci/molecule-lanes $(STAGE_TIMES) $(MOLECULE_LANES)
 
 lab-spec: venv
 ifneq ($(AGENTS),)

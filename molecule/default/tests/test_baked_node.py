@@ -118,6 +118,7 @@ def test_a_failed_bake_leaves_no_image_and_no_builder(request: pytest.FixtureReq
     assert "fleetscale-no-such-package" in said
     images = subprocess.run(["docker", "images", "--quiet", f"{repository}/app"], capture_output=True, text=True,
                             check=True).stdout.split()
-    builders = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter", "name=^fleetscale-bake-"],
+    # Its builder is named after its repository (a bake of the rolling scenario may run beside it).
+    builders = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter", f"name=^{repository}-bake-"],
                               capture_output=True, text=True, check=True).stdout.split()
     assert images == [] and builders == []
