@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 GALAXY = Path(sys.executable).parent / "ansible-galaxy"
+PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 # Lab state a `make lab` leaves in the checkout: it describes one developer's containers.
 LAB_STATE = ("inventories/lab/nodes.yml", "inventories/lab/nodes.journal.yml", "inventories/lab/measured.yml",
              "inventories/lab/mine.local.fleet.yml", "lab-output/report.md")
@@ -25,7 +29,10 @@ def tracked_files() -> list[str]:
     return done.stdout.split()
 
 
-def test_the_tarball_holds_what_operators_run_and_nothing_of_the_lab(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The collection built from the tracked files, with a developer's lab state and bytecode planted beside them."""
+    tmp_path = tmp_path_factory.mktemp("build")
     tree = tmp_path / "tree"
     for name in tracked_files():
         if (ROOT / name).is_file():
@@ -40,9 +47,35 @@ def test_the_tarball_holds_what_operators_run_and_nothing_of_the_lab(tmp_path: P
     done = subprocess.run([str(GALAXY), "collection", "build", "--output-path", str(tmp_path), str(tree)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+    return next(tmp_path.glob("fleetscale-split-*.tar.gz"))
 
-    with tarfile.open(next(tmp_path.glob("fleetscale-split-*.tar.gz"))) as tarball:
-        members = [member.name for member in tarball.getmembers() if member.isfile()]
+
+def test_the_tarball_holds_what_operators_run_and_nothing_of_the_lab(tarball: Path) -> None:
+    with tarfile.open(tarball) as built:
+        members = [member.name for member in built.getmembers() if member.isfile()]
     shipped = [m for m in members if m.startswith(LEFT_OUT) or "__pycache__" in m or m in LAB_STATE]
     assert not shipped, f"developer or lab files in the tarball: {shipped[:10]}"
     assert set(KEPT) <= set(members), f"missing from the tarball: {sorted(set(KEPT) - set(members))}"
+
+
+def test_every_playbook_runs_by_its_name_from_the_installed_collection(tarball: Path, tmp_path: Path) -> None:
+    """`ansible-playbook fleetscale.split.<name>` finds each playbook, and nothing under playbooks/ but playbooks."""
+    installed = tmp_path / "collections"
+    # Away from the checkout, its ansible.cfg and its .build/collections: only the installed collection can answer.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(installed)
+    # Galaxy is unreachable: the dependencies come from the ansible package, as on the operator's controller.
+    done = subprocess.run([str(GALAXY), "collection", "install", "--no-deps", "-p", str(installed), str(tarball)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    playbooks = installed / "ansible_collections" / "fleetscale" / "split" / "playbooks"
+    assert [entry.name for entry in playbooks.iterdir() if not entry.is_file()] == [], \
+        "a directory under playbooks/ shadows a playbook of its name and holds no playbook"
+    names = sorted(path.stem for path in playbooks.glob("*.yml"))
+    assert "site" in names and "lab" in names, names
+    done = subprocess.run([str(PLAYBOOK), "--syntax-check", "-i", "localhost,",
+                           *(f"fleetscale.split.{name}" for name in names)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    for name in names:
+        assert f"playbook: {playbooks / name}.yml" in done.stdout, done.stdout
