@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GALAXY = Path(sys.executable).parent / "ansible-galaxy"
@@ -21,7 +24,11 @@ LEFT_OUT = ("bench/", "molecule/", "tests/", "tools/ci/", "tools/node-image/", "
             "tools/ansible-test/", ".ci/", "Makefile", "requirements.txt", "ruff.toml", "__pycache__")
 KEPT = ("roles/web/files/fleet_checkin/credentials.py", "playbooks/site.yml", "playbooks/enrol_agents.yml",
         "plugins/inventory/fleet.py", "packer/fleetscale-tier.pkr.hcl", "tools/agentsim/agentsim/cli.py",
-        "docs/security.md", "meta/runtime.yml")
+        "docs/security.md", "meta/runtime.yml", "meta/execution-environment.yml", "meta/ee-requirements.txt")
+# Code that runs on the controller (the plugins; the load simulator), and the third-party modules it may import
+# without listing them in meta/ee-requirements.txt: ansible-core's own dependencies.
+CONTROLLER_CODE = ("plugins", "tools/agentsim")
+ANSIBLE_CORE_BRINGS = {"ansible", "ansible_collections", "yaml", "jinja2", "cryptography", "packaging", "resolvelib"}
 
 
 def tracked_files() -> list[str]:
@@ -79,3 +86,28 @@ def test_every_playbook_runs_by_its_name_from_the_installed_collection(tarball: 
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     for name in names:
         assert f"playbook: {playbooks / name}.yml" in done.stdout, done.stdout
+
+
+def test_the_execution_environment_gets_every_package_the_controller_code_imports() -> None:
+    meta = yaml.safe_load((ROOT / "meta" / "execution-environment.yml").read_text())
+    listed = (ROOT / meta["dependencies"]["python"]).read_text().splitlines()
+    packages = {re.split(r"[<>=!~\[ ;]", line, maxsplit=1)[0].lower() for line in listed
+                if line.strip() and not line.startswith("#")}
+    imported: dict[str, str] = {}
+    for top in CONTROLLER_CODE:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules = [node.module]
+                else:
+                    continue
+                for module in modules:
+                    imported.setdefault(module.split(".")[0], str(path.relative_to(ROOT)))
+    local = {path.name for top in CONTROLLER_CODE for path in (ROOT / top).iterdir() if path.is_dir()}
+    third_party = {name: where for name, where in imported.items()
+                   if name not in sys.stdlib_module_names and name not in ANSIBLE_CORE_BRINGS | local}
+    assert "aiohttp" in third_party, third_party
+    missing = {name: where for name, where in third_party.items() if name.lower() not in packages}
+    assert not missing, f"imported by controller code but not in meta/ee-requirements.txt: {missing}"
