@@ -24,14 +24,19 @@ SPEC = {"plugin": "fleetscale.split.fleet", "agents": 20000, "tenant_count": 4, 
         # when the lab (same names) is up.
         "compose": {"ansible_connection": "'community.docker.docker'",
                     "ansible_host": "'fleetscale-unit-absent'"}}
+# What the lab's inventories set beside their spec: new nodes are lab containers.
+LAB_VARS = {"rolling_provider": "lab"}
 
 
 def check_run(tmp_path: pathlib.Path, extra: dict, check: bool = True, spec_data: dict | None = None,
-              ) -> tuple[subprocess.CompletedProcess, list[dict]]:
-    """The playbook (in check mode unless told); its output and every task result on localhost, each named as
-    in its task file (without the "fleetscale.split.rolling : " of a role's task)."""
+              group_vars: dict | None = None) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """The playbook (in check mode unless told) on the spec with group_vars/all.yml beside it (the lab's
+    LAB_VARS unless told); its output and every task result on localhost, each named as in its task file
+    (without the "fleetscale.split.rolling : " of a role's task)."""
     spec = tmp_path / "lab.fleet.yml"
     spec.write_text(yaml.safe_dump(spec_data or SPEC))
+    (tmp_path / "group_vars").mkdir(exist_ok=True)
+    (tmp_path / "group_vars" / "all.yml").write_text(yaml.safe_dump(LAB_VARS if group_vars is None else group_vars))
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", HOME=str(tmp_path))
     done = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", str(spec),
                            str(PLAYBOOK), *(["--check"] if check else []), "-e", json.dumps(extra)],
@@ -71,12 +76,27 @@ def test_proxies_and_app_nodes_go_one_at_a_time_whatever_the_surge(tmp_path, tie
     untouched(tmp_path)
 
 
-def refusal(tmp_path: pathlib.Path, extra: dict, spec_data: dict | None = None) -> dict:
+def refusal(tmp_path: pathlib.Path, extra: dict, spec_data: dict | None = None, group_vars: dict | None = None,
+            ) -> dict:
     """The failed task of a run that must be refused, once sure the run failed and wrote nothing."""
-    done, results = check_run(tmp_path, extra, spec_data=spec_data)
+    done, results = check_run(tmp_path, extra, spec_data=spec_data, group_vars=group_vars)
     assert done.returncode != 0
     untouched(tmp_path)
     return next(r for r in results if r.get("failed"))
+
+
+def test_outside_the_lab_new_nodes_are_spare_hosts_named_in_the_pool(tmp_path):
+    # No rolling_provider in the inventory: the static provider, which needs a spare host per replaced node.
+    refused = refusal(tmp_path, {"rolling_targets": ["web_agent"]}, group_vars={})
+    assert "field 'rolling_static_pool'" in refused["msg"] and "2 needed" in refused["msg"], refused["msg"]
+    pool = [{"name": "spare-a", "address": "172.28.9.1"}, {"name": "spare-b", "address": "172.28.9.2"}]
+    done, results = check_run(tmp_path, {"rolling_targets": ["web_agent"], "rolling_static_pool": pool},
+                              group_vars={})
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert plan_message(results) == (
+        "2 batch(es) with the static provider, surge 1: [1: web_agent web-agent-01 -> spare-a (172.28.9.1)] "
+        "[2: web_agent web-agent-02 -> spare-b (172.28.9.2)] ")
+    untouched(tmp_path)
 
 
 def test_database_nodes_go_one_at_a_time_within_their_shard(tmp_path):
