@@ -1,0 +1,63 @@
+"""The proxy role refuses to run without a certificate unless a self-signed one is asked for.
+
+The role's TLS tasks (tasks_from: tls) run in check mode on the controller: the input check is their first task, so
+a refused run must fail there, naming the variables, and a run that asks for a self-signed certificate gets past it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: The proxy role's TLS tasks
+      ansible.builtin.include_role:
+        name: fleetscale.split.proxy
+        tasks_from: tls
+"""
+CHECK_TASK = "Check that the TLS certificate and key are supplied together, or a self-signed one is asked for"
+
+
+def tls_tasks(tmp_path: Path, extra: dict) -> tuple[subprocess.CompletedProcess[str], dict[str, dict]]:
+    play = tmp_path / "tls.yml"
+    play.write_text(PLAY)
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", HOME=str(tmp_path))
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "--check",
+                           "-e", f"ansible_python_interpreter={sys.executable}", "-e", json.dumps(extra), str(play)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    results = {task["task"]["name"].rpartition(" : ")[2]: task["hosts"]["localhost"]
+               for task in json.loads(done.stdout)["plays"][0]["tasks"]
+               if task["task"]["name"] != "The proxy role's TLS tasks"}
+    return done, results
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    ({}, "both are empty"),
+    ({"proxy_tls_key": "-----BEGIN PRIVATE KEY-----"}, "only one of them is set"),
+    ({"proxy_tls_certificate": "-----BEGIN CERTIFICATE-----", "proxy_tls_self_signed": True},
+     "only one of them is set"),
+])
+def test_a_missing_certificate_is_refused_naming_the_variables(tmp_path: Path, extra: dict, said: str) -> None:
+    done, results = tls_tasks(tmp_path, extra)
+    assert done.returncode != 0
+    assert list(results) == [CHECK_TASK], "nothing may run after the refusal"
+    message = results[CHECK_TASK]["msg"]
+    assert "proxy_tls_certificate and proxy_tls_key must both be set" in message and said in message, message
+    assert "proxy_tls_self_signed: true" in message
+
+
+def test_asking_for_a_self_signed_certificate_passes_the_check(tmp_path: Path) -> None:
+    # -e gives a string: the check reads it as a boolean, as the role's other flags are.
+    _, results = tls_tasks(tmp_path, {"proxy_tls_self_signed": "true"})
+    assert not results[CHECK_TASK].get("failed"), results[CHECK_TASK]
+    assert len(results) > 1
