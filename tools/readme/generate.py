@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Regenerate the generated parts of the docs: the sizing table and the role variables.
+"""Regenerate the generated parts of the docs: the sizing table, the role variables and the roles' summaries.
 
-The sizing table (docs/capacity.md) is computed by the collection's own filters (split_plan), and the role
-variable tables (docs/roles.md) come from each role's meta/argument_specs.yml, so neither is typed by hand.
-`--check` exits 1 when a page is out of date (the unit tests run it).
+The sizing table (docs/capacity.md) is computed by the collection's own filters (split_plan), the role variable
+tables (docs/roles.md) come from each role's meta/argument_specs.yml, and the summary at the top of each role's
+README (what the role is, its entry points) from its meta/main.yml and meta/argument_specs.yml, so none is typed
+by hand. `--check` exits 1 when a page is out of date (the unit tests run it).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ sys.path.insert(0, str(ROOT / ".build" / "collections"))
 from ansible_collections.fleetscale.split.plugins.filter.split import split_plan
 
 SIZES = (5_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000)
-# Each role and the entry point of its argument specs that holds its settings.
+# Each role and the entry point of its argument specs that holds its settings (docs/roles.md).
 ROLES = {"proxy": "main", "web": "main", "app": "main", "database": "main", "rolling": "plan"}
+# Every role of the collection: each README starts with its generated summary.
+ALL_ROLES = sorted(path.parent.parent.name for path in (ROOT / "roles").glob("*/meta/argument_specs.yml"))
 
 
 def sizing_table():
@@ -83,14 +86,32 @@ def role_variables(role):
     return "\n".join(rows)
 
 
-# The pages that hold generated blocks: the sizing table and each role's variables.
-PAGES = ("docs/capacity.md", "docs/roles.md")
+def role_summary(role):
+    """What the role is (its meta/main.yml description) and how it is called: one row per entry point."""
+    info = yaml.safe_load((ROOT / "roles" / role / "meta" / "main.yml").read_text())["galaxy_info"]
+    specs = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    rows = [" ".join(info["description"].split()), "",
+            "| entry point | what it does | variables |", "|---|---|---|"]
+    for name, spec in specs.items():
+        call = "`roles: [fleetscale.split.%s]`" % role if name == "main" else "`tasks_from: %s`" % name
+        if ROLES.get(role) == name:
+            variables = "[docs/roles.md](../../docs/roles.md#%s)" % role
+        else:
+            variables = ", ".join("`%s`" % option for option in sorted(spec.get("options", {}))) or "none"
+        rows.append("| %s | %s | %s |" % (call, _cell(spec["short_description"]), variables))
+    return "\n".join(rows)
+
+
+# The pages that hold generated blocks: the sizing table, each role's variables and each role's summary.
+PAGES = ("docs/capacity.md", "docs/roles.md", *("roles/%s/README.md" % role for role in ALL_ROLES))
 
 
 def blocks():
     found = {"sizing-table": sizing_table()}
     for role in ROLES:
         found["role-variables-%s" % role] = role_variables(role)
+    for role in ALL_ROLES:
+        found["role-summary-%s" % role] = role_summary(role)
     return found
 
 
