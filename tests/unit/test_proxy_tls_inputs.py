@@ -7,12 +7,12 @@ a refused run must fail there, naming the variables, and a run that asks for a s
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from playbook_json import localhost_results, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAY = """
@@ -32,14 +32,10 @@ SUPPLIED = "Check that a certificate is supplied, or a self-signed one is asked 
 def tls_tasks(tmp_path: Path, extra: dict) -> tuple[subprocess.CompletedProcess[str], dict[str, dict]]:
     play = tmp_path / "tls.yml"
     play.write_text(PLAY)
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", HOME=str(tmp_path))
-    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "--check",
-                           "-e", f"ansible_python_interpreter={sys.executable}", "-e", json.dumps(extra), str(play)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    results = {task["task"]["name"].rpartition(" : ")[2]: task["hosts"]["localhost"]
-               for task in json.loads(done.stdout)["plays"][0]["tasks"]
-               if task["task"]["name"] != "The proxy role's TLS tasks"}
-    return done, results
+    done, output = run_playbook(["-i", "localhost,", "--check", "-e", f"ansible_python_interpreter={sys.executable}",
+                                 "-e", json.dumps(extra), str(play)], home=tmp_path)
+    return done, {result["task"]: result for result in localhost_results(output, play=0)
+                  if result["task"] != "The proxy role's TLS tasks"}
 
 
 @pytest.mark.parametrize(("extra", "refused_by", "said"), [

@@ -8,10 +8,10 @@ import json
 import os
 import pathlib
 import subprocess
-import sys
 
 import pytest
 import yaml
+from playbook_json import localhost_results, run_playbook
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "rolling_replace.yml"
@@ -37,14 +37,9 @@ def check_run(tmp_path: pathlib.Path, extra: dict, check: bool = True, spec_data
     spec.write_text(yaml.safe_dump(spec_data or SPEC))
     (tmp_path / "group_vars").mkdir(exist_ok=True)
     (tmp_path / "group_vars" / "all.yml").write_text(yaml.safe_dump(LAB_VARS if group_vars is None else group_vars))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", HOME=str(tmp_path))
-    done = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", str(spec),
-                           str(PLAYBOOK), *(["--check"] if check else []), "-e", json.dumps(extra)],
-                          capture_output=True, text=True, cwd=ROOT, env=env, check=False, timeout=120)
-    results = [task["hosts"]["localhost"] | {"task": task["task"]["name"].rpartition(" : ")[2]}
-               for play in json.loads(done.stdout)["plays"] for task in play["tasks"]
-               if "localhost" in task["hosts"]]
-    return done, results
+    done, output = run_playbook(["-i", str(spec), str(PLAYBOOK), *(["--check"] if check else []),
+                                 "-e", json.dumps(extra)], home=tmp_path)
+    return done, localhost_results(output)
 
 
 def plan_message(results: list[dict]) -> str:

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from playbook_json import run_playbook
 
 from ansible_collections.fleetscale.split.plugins.filter import split
 from ansible_collections.fleetscale.split.plugins.filter.nodes import FilterModule
@@ -47,14 +48,9 @@ def test_filters_work_in_a_real_play(tmp_path):
         " 'web': ({'agents': 20000} | fleetscale.split.split_plan).tiers.web_agent.nodes,"
         " 'shard': ([{'name': 'a', 'agents': 60000, 'dedicated': true}]"
         " | fleetscale.split.shard_tenants).placement.a} | to_json }}\"\n")
-    done = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)],
-                          capture_output=True, text=True, cwd=ROOT, check=False,
-                          env={"PATH": str(ROOT / ".venv" / "bin") + ":/usr/bin:/bin",
-                               "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-                               "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "HOME": str(tmp_path)})
+    done, output = run_playbook(["-i", "localhost,", "-c", "local", str(playbook)], home=tmp_path)
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    message = result["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]
+    message = output["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]
     assert json.loads(message) == {"rate": 864000.0, "web": 2, "shard": 1}
 
 

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from playbook_json import run_playbook
 
 from ansible_collections.fleetscale.split.plugins.filter import tuning as tuning_filter
 from ansible_collections.fleetscale.split.plugins.module_utils import plan, tuning
@@ -161,13 +162,9 @@ def test_filter_works_and_refuses_in_a_real_play(tmp_path):
         "      vars:\n"
         "        fleet_plan: \"{{ {'agents': 20000} | fleetscale.split.split_plan }}\"\n"
         "      ignore_errors: true\n")
-    done = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)],
-                          capture_output=True, text=True, cwd=ROOT, check=False,
-                          env={"PATH": str(ROOT / ".venv" / "bin") + ":/usr/bin:/bin",
-                               "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-                               "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "HOME": str(tmp_path)})
+    done, output = run_playbook(["-i", "localhost,", "-c", "local", str(playbook)], home=tmp_path)
     assert done.returncode == 0, done.stderr
-    tasks = json.loads(done.stdout)["plays"][0]["tasks"]
+    tasks = output["plays"][0]["tasks"]
     config = json.loads(tasks[0]["hosts"]["localhost"]["msg"])
     assert config["max_connections"] == 66
     assert config["innodb_log_file_size"] == "352M"  # an hour of 100 check-ins/s (704 MiB) over two files
